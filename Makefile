@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh machine: `make convert`, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bridge-installed
+MODEL ?= bridge.models.seqnet:seqnet
+OUT ?= out/seqnet
+INPUT ?=
+DEVICE ?= cpu
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: convert validate test clean install install-gpu lock
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || { command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+convert: $(STAMP)
+	$(BIN)/bridge convert $(MODEL) --out $(OUT) --device $(DEVICE) $(foreach i,$(INPUT),--input $(i)) $(ARGS)
+
+validate: $(STAMP)
+	$(BIN)/bridge validate $(OUT) --device $(DEVICE) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Swap in the GPU builds of ONNX Runtime and Paddle (CUDA 12.6 wheels from Paddle's own index).
+install-gpu: $(STAMP)
+	$(BIN)/python -m pip uninstall -y onnxruntime paddlepaddle
+	$(BIN)/python -m pip install -c constraints-gpu.txt onnxruntime-gpu paddlepaddle-gpu \
+		-i https://www.paddlepaddle.org.cn/packages/stable/cu126/ --extra-index-url https://pypi.org/simple
+
+lock: $(STAMP)
+	{ echo '# Exact versions `make` installs (pip -c constraints.txt). Regenerate: `make lock` (pip freeze of .venv).'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu/torch==2.13.0/'; } > constraints.txt
+
+clean:
+	rm -rf $(OUT) out .pytest_cache

@@ -1,0 +1,111 @@
+"""The ``bridge`` command line. Decides exit codes; holds no stage logic.
+
+Exit codes: 0 success; 1 validation mismatch; 2 bad input, a refused conversion or a runtime
+error; 3 an internal error (a bug in bridge: rerun with --debug and report the traceback);
+130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from bridge import __version__
+from bridge.errors import BridgeError
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def run_guarded(action: Callable[[], int], debug: bool) -> int:
+    """Run ``action``; turn exceptions into one stderr line and an exit code."""
+    try:
+        return action()
+    except BridgeError as exc:
+        if debug:
+            traceback.print_exc()
+        _err(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as exc:  # a bug in bridge or a tool it drives: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _err(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)")
+        return 3
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+def _cmd_convert(args) -> int:
+    from bridge import pipeline
+
+    pipeline.convert(args.source, Path(args.out), args.input or [], opset=args.opset)
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from bridge import pipeline
+
+    report = pipeline.validate(
+        Path(args.dir), device=args.device, batch_sizes=args.batch_sizes,
+        atol=args.atol, rtol=args.rtol, threads=args.threads,
+    )
+    print(report.render())
+    print(f"wrote {Path(args.dir) / 'validation.json'}")
+    if report.errors:
+        return 2
+    return 0 if report.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge", description="PyTorch -> ONNX -> PaddlePaddle, proven numerically."
+    )
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    conv = sub.add_parser("convert", help="export, simplify, patch and convert a model")
+    conv.add_argument("source", help="path/file.py:Name, package.module:Name, or model.onnx")
+    conv.add_argument("--out", required=True, help="work directory to write (replaced atomically)")
+    conv.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]",
+                      help="model input, e.g. x:2x12x5000:float32 (repeatable)")
+    conv.add_argument("--opset", type=int, default=13, help="ONNX opset for the export (X2Paddle maps 7-15)")
+    common(conv)
+    conv.set_defaults(func=_cmd_convert)
+
+    val = sub.add_parser("validate", help="compare torch, ONNX Runtime and Paddle on the same inputs")
+    val.add_argument("dir", help="work directory written by `bridge convert`")
+    val.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    val.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 2, 8), help="default 1,2,8")
+    val.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
+    val.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
+    val.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and Paddle Inference")
+    common(val)
+    val.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_guarded(lambda: args.func(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

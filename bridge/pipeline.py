@@ -1,0 +1,213 @@
+"""Chains the stages over one work directory; holds no stage logic.
+
+Each ``step_*`` reads its input artifact from the work directory, runs one stage, writes its
+artifact and records it in the manifest, and returns the one line the terminal shows.
+``convert`` runs the first four steps in a temporary folder and moves it into place only
+when all succeeded.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+from bridge import __version__
+from bridge.errors import BridgeError
+from bridge.spec import InputSpec, Source, load_torch_source, parse_input_specs, parse_source
+from bridge.stages import convert as convert_stage
+from bridge.stages import export as export_stage
+from bridge.stages import patch as patch_stage
+from bridge.stages import simplify as simplify_stage
+from bridge.stages import validate as validate_stage
+from bridge.workdir import (
+    EXPORTED_ONNX, LOGS_DIR, PADDLE_DIR, PATCHED_ONNX, SIMPLIFIED_ONNX, TORCH_STATE,
+    VALIDATION_JSON, VALIDATION_TXT, Manifest, atomic_path, capture_fds, check_out_dir,
+    require_artifact, write_json_atomic, write_text_atomic,
+)
+
+DEFAULT_BATCH_SIZES = (1, 2, 8)
+TOOLS = ("torch", "onnx", "onnxruntime", "onnxsim", "x2paddle", "paddlepaddle", "numpy")
+
+
+def tool_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"bridge": __version__, "python": platform.python_version()}
+    for dist in TOOLS:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def _source_record(source: Source) -> dict:
+    record = {"text": source.text, "kind": source.kind}
+    if source.path is not None:
+        record["resolved"] = f"{source.path.resolve()}:{source.attr}" if source.attr else str(source.path.resolve())
+    else:
+        record["resolved"] = source.text
+    return record
+
+
+def step_export(work: Path, source: Source, input_specs: list[InputSpec], opset: int) -> str:
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(work)
+    manifest.data.update({"bridge_version": __version__, "source": _source_record(source), "tools": tool_versions()})
+    start = time.perf_counter()
+    if source.kind == "onnx":
+        result = export_stage.copy_onnx(source.path, work / EXPORTED_ONNX, input_specs)
+        outputs = [EXPORTED_ONNX]
+    else:
+        import torch
+
+        module, example = load_torch_source(source)
+        result = export_stage.export_torch(
+            module, example, input_specs, work / EXPORTED_ONNX, opset=opset, source_text=source.text
+        )
+        with atomic_path(work / TORCH_STATE) as tmp:
+            torch.save(module.state_dict(), tmp)
+        outputs = [EXPORTED_ONNX, TORCH_STATE]
+    seconds = time.perf_counter() - start
+    manifest.data["inputs"] = [s.to_json() for s in result.inputs]
+    manifest.data["output_names"] = result.output_names
+    manifest.data["dynamic_batch"] = result.dynamic_batch
+    manifest.data["stages"] = {}
+    manifest.record_stage("export", seconds=seconds, inputs=[], outputs=outputs, **result.to_json())
+    manifest.save()
+    shapes = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}" for s in result.inputs)
+    return f"export: {seconds:.1f}s {result.exporter} opset {result.opset} ({shapes} -> {', '.join(result.output_names)})"
+
+
+def step_simplify(work: Path) -> str:
+    manifest = Manifest.load(work)
+    src = require_artifact(work, EXPORTED_ONNX, "export")
+    start = time.perf_counter()
+    result = simplify_stage.run(src, work / SIMPLIFIED_ONNX)
+    seconds = time.perf_counter() - start
+    manifest.record_stage(
+        "simplify", seconds=seconds, inputs=[EXPORTED_ONNX], outputs=[SIMPLIFIED_ONNX],
+        simplified=result.simplified, error=result.error,
+        nodes_before=result.nodes_before, nodes_after=result.nodes_after,
+    )
+    manifest.save()
+    if not result.simplified:
+        return f"simplify: {seconds:.1f}s FAILED, kept the unsimplified model ({result.error})"
+    return f"simplify: {seconds:.1f}s {result.nodes_before} -> {result.nodes_after} nodes"
+
+
+def step_patch(work: Path) -> str:
+    manifest = Manifest.load(work)
+    src = require_artifact(work, SIMPLIFIED_ONNX, "simplify")
+    start = time.perf_counter()
+    result = patch_stage.run(src, work / PATCHED_ONNX)
+    seconds = time.perf_counter() - start
+    report = result.report
+    manifest.record_stage(
+        "patch", seconds=seconds, inputs=[SIMPLIFIED_ONNX], outputs=[PATCHED_ONNX],
+        fired=[vars(f) for f in report.fired], declined=[vars(d) for d in report.declined],
+        op_diff=report.op_diff(), checker="full_check passed",
+    )
+    manifest.save()
+    return f"patch: {seconds:.1f}s {result.summary()}; onnx.checker full_check ok"
+
+
+def step_convert(work: Path) -> str:
+    manifest = Manifest.load(work)
+    src = require_artifact(work, PATCHED_ONNX, "patch")
+    log = work / LOGS_DIR / "convert.log"
+    start = time.perf_counter()
+    result = convert_stage.run(src, work / PADDLE_DIR, log)
+    seconds = time.perf_counter() - start
+    manifest.record_stage(
+        "convert", seconds=seconds, inputs=[PATCHED_ONNX], outputs=[PADDLE_DIR],
+        paddle_inputs=result.inputs, paddle_outputs=result.outputs,
+        x2paddle_opset=result.x2paddle_opset, relocated_paths=result.relocated_paths,
+        notes=result.notes, log=str(log.relative_to(work)),
+    )
+    manifest.save()
+    return f"convert: {seconds:.1f}s X2Paddle -> {PADDLE_DIR}/ (code, params, inference model); log {LOGS_DIR}/convert.log"
+
+
+def convert(
+    source_text: str, out: Path, input_texts: list[str] = (), opset: int = export_stage.DEFAULT_OPSET,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """export → simplify → patch → convert into ``out``, atomically."""
+    source = parse_source(source_text)
+    input_specs = parse_input_specs(list(input_texts))
+    check_out_dir(out)
+    with atomic_path(out) as tmp:
+        echo(step_export(tmp, source, input_specs, opset))
+        echo(step_simplify(tmp))
+        echo(step_patch(tmp))
+        echo(step_convert(tmp))
+    echo(f"converted: {out}/ (run `bridge validate {out}`)")
+
+
+def _build_runners(work: Path, manifest: Manifest, device: str, threads: int | None, notes: list[str]):
+    from bridge import runners as r
+
+    stages = manifest.data.get("stages", {})
+    if "convert" not in stages:
+        raise BridgeError(f"{work}: not converted yet (manifest has no convert stage)")
+    conv = stages["convert"]
+    input_names = [s["name"] for s in manifest.data["inputs"]]
+    output_names = manifest.data["output_names"]
+    frameworks = ("onnxruntime", "paddle")
+    built: dict[str, r.Runner] = {}
+    source = manifest.data.get("source", {})
+    torch_module = None
+    if source.get("kind") == "torch":
+        try:
+            import torch
+
+            torch_module, _ = load_torch_source(parse_source(source["resolved"]))
+            state = torch.load(work / TORCH_STATE, weights_only=True)
+            torch_module.load_state_dict(state)
+            frameworks += ("torch",)
+        except BridgeError as exc:
+            notes.append(f"torch runner skipped: {exc}")
+            torch_module = None
+    r.check_device(device, frameworks)
+    if torch_module is not None:
+        built["torch"] = r.TorchRunner(torch_module, input_names, output_names, device)
+    built["onnxruntime"] = r.OrtRunner(require_artifact(work, PATCHED_ONNX, "patch"), device, threads)
+    paddle_dir = require_artifact(work, PADDLE_DIR, "convert")
+    inputs = {name: conv["paddle_inputs"][name] for name in input_names}
+    built["paddle_inference"] = r.PaddleInferenceRunner(paddle_dir, inputs, conv["paddle_outputs"], device, threads)
+    built["paddle_dygraph"] = r.PaddleDygraphRunner(paddle_dir, inputs, conv["paddle_outputs"], device)
+    return built
+
+
+def validate(
+    work: Path, *, device: str = "cpu", batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    atol: float | None = None, rtol: float | None = None, threads: int | None = None,
+) -> validate_stage.ValidationReport:
+    from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL
+
+    manifest = Manifest.load(work)
+    specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
+    notes: list[str] = []
+    if not manifest.data.get("dynamic_batch", True):
+        fixed = specs[0].shape[0]
+        notes.append(f"batch axis is static ({fixed}); validated at batch {fixed} only")
+        batch_sizes = (fixed,)
+    start = time.perf_counter()
+    with capture_fds(work / LOGS_DIR / "validate.log"):
+        runners = _build_runners(work, manifest, device, threads, notes)
+        feeds = {b: export_stage.random_inputs(specs, batch=b, seed=b) for b in batch_sizes}
+        report = validate_stage.run(
+            runners, ["onnxruntime", "torch"], feeds, device=device,
+            atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
+        )
+    report.notes.extend(notes)
+    seconds = time.perf_counter() - start
+    write_json_atomic(work / VALIDATION_JSON, report.to_json())
+    write_text_atomic(work / VALIDATION_TXT, report.render() + "\n")
+    manifest.record_stage(
+        "validate", seconds=seconds, inputs=[PATCHED_ONNX, PADDLE_DIR], outputs=[VALIDATION_JSON],
+        passed=report.passed, device=device, batch_sizes=list(batch_sizes),
+    )
+    manifest.save()
+    return report

@@ -1,0 +1,110 @@
+"""Stage 4, convert: X2Paddle's ONNX frontend, through bridge's compatibility shims.
+
+Writes ``paddle/x2paddle_code.py`` (dygraph ``ONNXModel``), ``paddle/model.pdparams`` and
+``paddle/inference_model/`` (``model.json`` + ``model.pdiparams`` on Paddle 3). X2Paddle's
+and Paddle's own output goes to the log file, not the terminal.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge.errors import BridgeError, UnsupportedModel, X2PaddleExit
+from bridge.onnx_io import graph_inputs, load_onnx
+from bridge.patches import x2paddle_shims
+from bridge.stages.export import X2PADDLE_OPSETS
+from bridge.workdir import atomic_path, capture_fds
+
+CODE_FILE = "x2paddle_code.py"
+PARAMS_FILE = "model.pdparams"
+INFERENCE_DIR = "inference_model"
+MODEL_CLASS = "ONNXModel"
+
+
+def x2paddle_name(onnx_name: str) -> str:
+    """The name X2Paddle's decoder gives a tensor (decoder/onnx_decoder.py)."""
+    return "x2paddle_" + re.sub(r"[ .*?\\/\-:;]", "_", onnx_name)
+
+
+@dataclass
+class ConvertResult:
+    inputs: dict[str, str]  # ONNX input name -> X2Paddle/Paddle input name
+    outputs: list[str]  # ONNX output names, in the order Paddle returns them
+    x2paddle_opset: int
+    relocated_paths: int
+    notes: list[str] = field(default_factory=list)
+
+
+def mapped_op_types(opset: int) -> set[str]:
+    """Op types X2Paddle's mapper for ``opset`` handles (the same test as its op_checker)."""
+    x2paddle_shims.install()
+    from x2paddle.op_mapper.onnx2paddle import onnx_op_mapper
+    from x2paddle.op_mapper.onnx2paddle.opset_legacy import OpSet
+
+    # As ONNXOpMapper.create_opset: below 7 runs as its default 9, above 15 as 15.
+    if opset in X2PADDLE_OPSETS:
+        run_opset = opset
+    else:
+        run_opset = 9 if opset < X2PADDLE_OPSETS.start else X2PADDLE_OPSETS.stop - 1
+    cls = getattr(onnx_op_mapper, f"OpSet{run_opset}")
+    probe = cls.__new__(cls)
+    OpSet.__init__(probe, types.SimpleNamespace(graph=None), None)  # fills the op tables only
+    methods = {name for name in dir(cls) if name[:1].isupper() and callable(getattr(cls, name))}
+    return methods | set(probe.directly_map_ops) | set(probe.elementwise_ops)
+
+
+def check_supported(model) -> None:
+    """Name the first node X2Paddle has no mapping for, before it prints a bare refusal."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    supported = mapped_op_types(opset)
+    missing = [n for n in model.graph.node if n.op_type not in supported and n.op_type != "Dropout"]
+    if missing:
+        ops = sorted({n.op_type for n in missing})
+        first = missing[0]
+        raise UnsupportedModel(
+            f"node {first.name or first.output[0]!r} ({first.op_type}): X2Paddle 1.6.0 has no mapping for "
+            f"op type{'s' if len(ops) > 1 else ''} {', '.join(ops)} ({len(missing)} node(s))"
+        )
+
+
+def _cause_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    if cause is None:
+        return ""
+    text = str(cause).strip().splitlines()
+    return f": {type(cause).__name__}{': ' + text[0] if text else ''}"
+
+
+def run(onnx_in: Path, paddle_dir: Path, log_path: Path) -> ConvertResult:
+    model = load_onnx(onnx_in)
+    check_supported(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    x2paddle_shims.install()
+    from x2paddle.convert import onnx2paddle
+
+    with atomic_path(paddle_dir) as tmp:
+        try:
+            with capture_fds(log_path):
+                onnx2paddle(str(onnx_in), str(tmp), disable_feedback=True, enable_onnx_checker=True)
+        except X2PaddleExit:
+            raise
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            found = re.match(r"convert failed node:(.*), op_type is (\w+)", message)
+            if found:  # X2Paddle's print_mapping_info swallowed the cause; it is in __context__
+                raise UnsupportedModel(
+                    f"node {found.group(1)!r} ({found.group(2)}): X2Paddle failed to map it{_cause_line(exc)}"
+                ) from exc
+            raise BridgeError(f"{onnx_in}: X2Paddle failed: {type(exc).__name__}: {message} (log: {log_path})") from exc
+        expected = [tmp / CODE_FILE, tmp / PARAMS_FILE, tmp / INFERENCE_DIR]
+        missing = [p.name for p in expected if not p.exists()]
+        if missing:
+            raise BridgeError(f"{onnx_in}: X2Paddle wrote no {', '.join(missing)} (log: {log_path})")
+        relocated = x2paddle_shims.relocate_params_path(tmp / CODE_FILE)
+        shutil.rmtree(tmp / "__pycache__", ignore_errors=True)
+    inputs = {g.name: x2paddle_name(g.name) for g in graph_inputs(model)}
+    notes = [] if opset in X2PADDLE_OPSETS else [f"opset {opset} converted with X2Paddle's nearest mapper"]
+    return ConvertResult(inputs, [o.name for o in model.graph.output], opset, relocated, notes)
