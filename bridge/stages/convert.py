@@ -1,13 +1,16 @@
 """Stage 4, convert: X2Paddle's ONNX frontend, through bridge's compatibility shims.
 
 Writes ``paddle/x2paddle_code.py`` (dygraph ``ONNXModel``), ``paddle/model.pdparams`` and
-``paddle/inference_model/`` (``model.json`` + ``model.pdiparams`` on Paddle 3). X2Paddle's
-and Paddle's own output goes to the log file, not the terminal.
+``paddle/inference_model/`` (``model.json`` + ``model.pdiparams`` on Paddle 3). X2Paddle runs
+in a child process whose output (X2Paddle's and Paddle's chatter) goes to the log file.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
+import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,7 @@ from bridge.errors import BridgeError, UnsupportedModel, X2PaddleExit
 from bridge.onnx_io import graph_inputs, load_onnx
 from bridge.patches import x2paddle_shims
 from bridge.stages.export import X2PADDLE_OPSETS
-from bridge.workdir import atomic_path, capture_fds
+from bridge.workdir import atomic_path
 
 CODE_FILE = "x2paddle_code.py"
 PARAMS_FILE = "model.pdparams"
@@ -78,27 +81,75 @@ def _cause_line(exc: BaseException) -> str:
     return f": {type(cause).__name__}{': ' + text[0] if text else ''}"
 
 
-def run(onnx_in: Path, paddle_dir: Path, log_path: Path) -> ConvertResult:
-    model = load_onnx(onnx_in)
-    check_supported(model)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+def convert_in_process(onnx_in: Path, out_dir: Path) -> None:
+    """Run X2Paddle's ONNX frontend here, in this process, raising bridge errors.
+
+    X2Paddle leaves global state behind (``sys.path`` entries, a cached ``x2paddle_code``
+    module, Paddle parameter names that may not be reused: a second conversion in one process
+    fails with "parameter name [...] have be been used"), so ``run`` calls this in a child.
+    """
     x2paddle_shims.install()
     from x2paddle.convert import onnx2paddle
 
+    try:
+        onnx2paddle(str(onnx_in), str(out_dir), disable_feedback=True, enable_onnx_checker=True)
+    except BridgeError:
+        raise
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.match(r"convert failed node:(.*), op_type is (\w+)", message)
+        if found:  # X2Paddle's print_mapping_info swallowed the cause; it is in __context__
+            raise UnsupportedModel(
+                f"node {found.group(1)!r} ({found.group(2)}): X2Paddle failed to map it{_cause_line(exc)}"
+            ) from exc
+        raise BridgeError(f"{onnx_in}: X2Paddle failed: {type(exc).__name__}: {message}") from exc
+
+
+_ERRORS = {cls.__name__: cls for cls in (BridgeError, UnsupportedModel, X2PaddleExit)}
+
+
+def _child_main(onnx_in: str, out_dir: str, result_json: str) -> int:
+    """Entry point of the conversion child: outcome as JSON, tracebacks into the log."""
+    import traceback
+
+    result = {"ok": True}
+    try:
+        convert_in_process(Path(onnx_in), Path(out_dir))
+    except BridgeError as exc:
+        traceback.print_exc()
+        result = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+    except BaseException as exc:  # noqa: BLE001 - the parent turns this into one line
+        traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result = {"ok": False, "error": "BridgeError", "message": f"X2Paddle failed: {type(exc).__name__}: {first}"}
+    Path(result_json).write_text(json.dumps(result))
+    return 0
+
+
+def run(onnx_in: Path, paddle_dir: Path, log_path: Path, timeout: float = 1800) -> ConvertResult:
+    """Convert ``onnx_in`` into ``paddle_dir`` (atomically) in a child process; its output
+    goes to ``log_path``."""
+    model = load_onnx(onnx_in)
+    check_supported(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(paddle_dir) as tmp:
-        try:
-            with capture_fds(log_path):
-                onnx2paddle(str(onnx_in), str(tmp), disable_feedback=True, enable_onnx_checker=True)
-        except X2PaddleExit:
-            raise
-        except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            found = re.match(r"convert failed node:(.*), op_type is (\w+)", message)
-            if found:  # X2Paddle's print_mapping_info swallowed the cause; it is in __context__
-                raise UnsupportedModel(
-                    f"node {found.group(1)!r} ({found.group(2)}): X2Paddle failed to map it{_cause_line(exc)}"
-                ) from exc
-            raise BridgeError(f"{onnx_in}: X2Paddle failed: {type(exc).__name__}: {message} (log: {log_path})") from exc
+        result_json = tmp.parent / "result.json"
+        with open(log_path, "ab") as log:
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "bridge.stages.convert", str(onnx_in), str(tmp), str(result_json)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise BridgeError(f"{onnx_in}: X2Paddle did not finish in {timeout:.0f}s (log: {log_path})") from exc
+        if not result_json.exists():
+            raise BridgeError(
+                f"{onnx_in}: X2Paddle's process died (exit status {proc.returncode}) (log: {log_path})"
+            )
+        outcome = json.loads(result_json.read_text())
+        if not outcome["ok"]:
+            raise _ERRORS.get(outcome["error"], BridgeError)(f"{outcome['message']} (log: {log_path})")
         expected = [tmp / CODE_FILE, tmp / PARAMS_FILE, tmp / INFERENCE_DIR]
         missing = [p.name for p in expected if not p.exists()]
         if missing:
@@ -108,3 +159,7 @@ def run(onnx_in: Path, paddle_dir: Path, log_path: Path) -> ConvertResult:
     inputs = {g.name: x2paddle_name(g.name) for g in graph_inputs(model)}
     notes = [] if opset in X2PADDLE_OPSETS else [f"opset {opset} converted with X2Paddle's nearest mapper"]
     return ConvertResult(inputs, [o.name for o in model.graph.output], opset, relocated, notes)
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(*sys.argv[1:4]))
