@@ -71,6 +71,20 @@ def _cmd_validate(args) -> int:
     return 0 if report.passed else 1
 
 
+def _cmd_stage(args) -> int:
+    from bridge import pipeline
+    from bridge.spec import parse_input_specs, parse_source
+
+    work = Path(args.dir)
+    if args.stage == "export":
+        line = pipeline.step_export(work, parse_source(args.source), parse_input_specs(args.input or []), args.opset)
+    else:
+        line = {"simplify": pipeline.step_simplify, "patch": pipeline.step_patch,
+                "convert": pipeline.step_convert}[args.stage](work)
+    print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridge", description="PyTorch -> ONNX -> PaddlePaddle, proven numerically."
@@ -89,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--opset", type=int, default=13, help="ONNX opset for the export (X2Paddle maps 7-15)")
     common(conv)
     conv.set_defaults(func=_cmd_convert)
+
+    stage = sub.add_parser("stage", help="run one stage on a work directory (what scripts/0N_*.py call)")
+    stage_sub = stage.add_subparsers(dest="stage", required=True)
+    exp = stage_sub.add_parser("export", help="torch module or ONNX file -> DIR/model.onnx")
+    exp.add_argument("source")
+    exp.add_argument("--out", dest="dir", required=True)
+    exp.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]")
+    exp.add_argument("--opset", type=int, default=13)
+    common(exp)
+    for name, text in (("simplify", "DIR/model.onnx -> DIR/model.simplified.onnx (onnxsim)"),
+                       ("patch", "DIR/model.simplified.onnx -> DIR/model.patched.onnx"),
+                       ("convert", "DIR/model.patched.onnx -> DIR/paddle/ (X2Paddle)")):
+        p = stage_sub.add_parser(name, help=text)
+        p.add_argument("dir")
+        common(p)
+    stage.set_defaults(func=_cmd_stage)
 
     val = sub.add_parser("validate", help="compare torch, ONNX Runtime and Paddle on the same inputs")
     val.add_argument("dir", help="work directory written by `bridge convert`")

@@ -79,8 +79,14 @@ def step_export(work: Path, source: Source, input_specs: list[InputSpec], opset:
     return f"export: {seconds:.1f}s {result.exporter} opset {result.opset} ({shapes} -> {', '.join(result.output_names)})"
 
 
+def _require_stage(manifest: Manifest, stage: str) -> None:
+    if stage not in manifest.data.get("stages", {}):
+        raise BridgeError(f"{manifest.work}: the {stage} stage has not run (or was rerun upstream); run it first")
+
+
 def step_simplify(work: Path) -> str:
     manifest = Manifest.load(work)
+    _require_stage(manifest, "export")
     src = require_artifact(work, EXPORTED_ONNX, "export")
     start = time.perf_counter()
     result = simplify_stage.run(src, work / SIMPLIFIED_ONNX)
@@ -98,6 +104,7 @@ def step_simplify(work: Path) -> str:
 
 def step_patch(work: Path) -> str:
     manifest = Manifest.load(work)
+    _require_stage(manifest, "simplify")
     src = require_artifact(work, SIMPLIFIED_ONNX, "simplify")
     start = time.perf_counter()
     result = patch_stage.run(src, work / PATCHED_ONNX)
@@ -114,6 +121,7 @@ def step_patch(work: Path) -> str:
 
 def step_convert(work: Path) -> str:
     manifest = Manifest.load(work)
+    _require_stage(manifest, "patch")
     src = require_artifact(work, PATCHED_ONNX, "patch")
     log = work / LOGS_DIR / "convert.log"
     start = time.perf_counter()
@@ -148,10 +156,8 @@ def convert(
 def _build_runners(work: Path, manifest: Manifest, device: str, threads: int | None, notes: list[str]):
     from bridge import runners as r
 
-    stages = manifest.data.get("stages", {})
-    if "convert" not in stages:
-        raise BridgeError(f"{work}: not converted yet (manifest has no convert stage)")
-    conv = stages["convert"]
+    _require_stage(manifest, "convert")
+    conv = manifest.data["stages"]["convert"]
     input_names = [s["name"] for s in manifest.data["inputs"]]
     output_names = manifest.data["output_names"]
     frameworks = ("onnxruntime", "paddle")

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from bridge.errors import BridgeError
 
 MANIFEST = "manifest.json"
+STAGE_ORDER = ("export", "simplify", "patch", "convert", "validate")
 
 # Artifact names inside a work directory, in stage order.
 EXPORTED_ONNX = "model.onnx"
@@ -141,7 +142,12 @@ class Manifest:
             "outputs": {k: v for n in outputs for k, v in sha256_tree(self.work / n).items()},
             **details,
         }
-        self.data.setdefault("stages", {})[name] = record
+        stages = self.data.setdefault("stages", {})
+        # A rerun stage makes every later stage's record stale: drop them, so a later step
+        # asks for its input to be rebuilt instead of trusting an old artifact.
+        for later in STAGE_ORDER[STAGE_ORDER.index(name) + 1:]:
+            stages.pop(later, None)
+        stages[name] = record
         return record
 
 

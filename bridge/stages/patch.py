@@ -29,7 +29,7 @@ def run(onnx_in: Path, onnx_out: Path, patches: tuple[Patch, ...] = DEFAULT_PATC
     patched, report = apply_patches(model, patches)
     try:
         onnx.checker.check_model(patched, full_check=True)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise BridgeError(f"{onnx_in}: not valid ONNX after patching: {first}") from exc
     with atomic_path(onnx_out) as tmp:

@@ -1,0 +1,152 @@
+"""The seed model end to end: each stage's artifact and manifest record, validation numbers,
+a relocated output folder, stage reruns."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from bridge import pipeline
+from bridge.errors import BridgeError
+from bridge.workdir import Manifest
+
+
+def test_export_stage(seqnet_work):
+    export = Manifest.load(seqnet_work).data["stages"]["export"]
+    assert export["exporter"] == "torchscript" and export["opset"] == 13
+    assert export["torch_version"].startswith("2.13.0")
+    model = onnx.load(str(seqnet_work / "model.onnx"))
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param  # dynamic batch axis
+    # What the TorchScript exporter writes for the seed's pool: invalid ONNX (rank-3 input, 2-D kernel).
+    pools = [n for n in model.graph.node if n.op_type == "MaxPool"]
+    assert len(pools) == 4
+    with pytest.raises((onnx.checker.ValidationError, onnx.shape_inference.InferenceError)):
+        onnx.checker.check_model(model, full_check=True)
+
+
+def test_simplify_and_patch_stages(seqnet_work):
+    stages = Manifest.load(seqnet_work).data["stages"]
+    assert stages["simplify"]["simplified"] is True
+    assert stages["simplify"]["nodes_after"] <= stages["simplify"]["nodes_before"]
+    fired = [f["patch"] for f in stages["patch"]["fired"]]
+    assert fired.count("maxpool_unbatched") == 4 and fired.count("drop_unit_dilations") == 4
+    patched = onnx.load(str(seqnet_work / "model.patched.onnx"))
+    onnx.checker.check_model(patched, full_check=True)
+    for node in patched.graph.node:
+        if node.op_type == "MaxPool":
+            assert [a.name for a in node.attribute if a.name == "dilations"] == []
+
+
+def test_convert_stage(seqnet_work):
+    paddle_dir = seqnet_work / "paddle"
+    assert (paddle_dir / "model.pdparams").is_file()
+    assert (paddle_dir / "inference_model" / "model.json").is_file()
+    code = (paddle_dir / "x2paddle_code.py").read_text()
+    assert str(seqnet_work) not in code and "paddle.nn.MaxPool1D" in code
+    convert = Manifest.load(seqnet_work).data["stages"]["convert"]
+    assert convert["paddle_inputs"] == {"x": "x2paddle_x"}
+    assert (seqnet_work / "logs" / "convert.log").read_text()  # X2Paddle's chatter landed here
+
+
+def test_validate_seed(seqnet_work):
+    report = pipeline.validate(seqnet_work)
+    assert report.passed, report.render()
+    assert report.batch_sizes == [1, 2, 8]
+    seen = {(d.runner, d.reference, d.batch) for d in report.diffs}
+    for batch in (1, 2, 8):
+        for runner in ("paddle_inference", "paddle_dygraph"):
+            for reference in ("onnxruntime", "torch"):
+                assert (runner, reference, batch) in seen
+    for d in report.diffs:
+        assert d.max_abs_diff <= 1e-5, d
+        assert d.shape == [d.batch, 1]
+    saved = json.loads((seqnet_work / "validation.json").read_text())
+    assert saved["passed"] is True and len(saved["diffs"]) == len(report.diffs)
+    assert "PASSED" in (seqnet_work / "validation.txt").read_text()
+
+
+def test_relocated_output_folder_validates(seqnet_work, tmp_path):
+    moved = tmp_path / "elsewhere" / "seqnet"
+    shutil.copytree(seqnet_work, moved)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "validate", str(moved), "--batch-sizes", "2"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "PASSED" in proc.stdout
+
+
+def test_validate_detects_a_wrong_model(seqnet_work, tmp_path):
+    """A converted model that disagrees with the references fails validation (exit code 1)."""
+    import paddle
+
+    broken = tmp_path / "broken"
+    shutil.copytree(seqnet_work, broken)
+    params_path = broken / "paddle" / "model.pdparams"
+    params = paddle.load(str(params_path))
+    name = next(k for k in params if k.endswith("fc2_bias"))
+    params[name] = params[name] + 0.5
+    paddle.save(params, str(params_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "validate", str(broken), "--batch-sizes", "1"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "paddle_dygraph" in proc.stdout and "FAIL" in proc.stdout
+    assert json.loads((broken / "validation.json").read_text())["passed"] is False
+
+
+def test_rerunning_a_stage_drops_later_records(seqnet_work, tmp_path):
+    work = tmp_path / "w"
+    shutil.copytree(seqnet_work, work)
+    pipeline.step_patch(work)
+    stages = Manifest.load(work).data["stages"]
+    assert "patch" in stages and "convert" not in stages
+    with pytest.raises(BridgeError, match="convert stage has not run"):
+        pipeline.validate(work)
+
+
+def test_simplify_failure_keeps_unsimplified_model(seqnet_work, tmp_path, monkeypatch):
+    import onnxsim
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("simulated onnxsim failure")
+
+    monkeypatch.setattr(onnxsim, "simplify", fail)
+    work = tmp_path / "w"
+    shutil.copytree(seqnet_work, work)
+    line = pipeline.step_simplify(work)
+    assert "FAILED" in line
+    record = Manifest.load(work).data["stages"]["simplify"]
+    assert record["simplified"] is False and "simulated onnxsim failure" in record["error"]
+    assert (work / "model.simplified.onnx").read_bytes() == onnx.load(str(work / "model.onnx")).SerializeToString()
+
+
+@pytest.mark.parametrize("script", ["01_export.py", "02_simplify.py", "03_patch.py", "04_convert.py", "05_validate.py"])
+def test_stage_scripts_show_help(script):
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "scripts" / script), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_stage_scripts_run_in_order(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    work = tmp_path / "w"
+
+    def run(script, *args):
+        proc = subprocess.run([sys.executable, str(root / "scripts" / script), *args],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert run("01_export.py", "bridge.models.seqnet:seqnet", "--out", str(work)).startswith("export:")
+    assert run("02_simplify.py", str(work)).startswith("simplify:")
+    assert "maxpool_unbatched ×4" in run("03_patch.py", str(work))
+    assert run("04_convert.py", str(work)).startswith("convert:")
+    assert "PASSED" in run("05_validate.py", str(work), "--batch-sizes", "1")
