@@ -5,7 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bridge-installed
 MODEL ?= bridge.models.seqnet:seqnet
-OUT ?= out/seqnet
+# out/<name>: the factory/class name, or the .onnx file's stem, lower-cased (out/seqnet by default)
+MODEL_NAME = $(shell n='$(MODEL)'; n=$${n##*:}; n=$${n##*/}; n=$${n%.onnx}; echo "$$n" | tr A-Z a-z)
+OUT ?= out/$(MODEL_NAME)
 INPUT ?=
 DEVICE ?= cpu
 ARGS ?=
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 convert: $(STAMP)
-	$(BIN)/bridge convert $(MODEL) --out $(OUT) --device $(DEVICE) $(foreach i,$(INPUT),--input $(i)) $(ARGS)
+	$(BIN)/bridge convert $(MODEL) --out $(OUT) $(foreach i,$(INPUT),--input $(i)) $(ARGS)
 
 validate: $(STAMP)
 	$(BIN)/bridge validate $(OUT) --device $(DEVICE) $(ARGS)
@@ -29,11 +31,12 @@ validate: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Swap in the GPU builds of ONNX Runtime and Paddle (CUDA 12.6 wheels from Paddle's own index).
+# Swap in the GPU builds of ONNX Runtime and Paddle (versions and index in constraints-gpu.txt).
+PADDLE_GPU_INDEX ?= https://www.paddlepaddle.org.cn/packages/stable/cu126/
 install-gpu: $(STAMP)
 	$(BIN)/python -m pip uninstall -y onnxruntime paddlepaddle
-	$(BIN)/python -m pip install -c constraints-gpu.txt onnxruntime-gpu paddlepaddle-gpu \
-		-i https://www.paddlepaddle.org.cn/packages/stable/cu126/ --extra-index-url https://pypi.org/simple
+	$(BIN)/python -m pip install -c constraints.txt -c constraints-gpu.txt onnxruntime-gpu paddlepaddle-gpu \
+		--extra-index-url $(PADDLE_GPU_INDEX)
 
 lock: $(STAMP)
 	{ echo '# Exact versions `make` installs (pip -c constraints.txt). Regenerate: `make lock` (pip freeze of .venv).'; \

@@ -29,12 +29,18 @@ STATS_API = "http://paddlepaddle.org.cn/paddlehub/stat"
 # --------------------------------------------------------------------------- helpers
 
 
-def run_py(code: str, *args: object, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+def child(*parts: str) -> str:
+    """Join code fragments, each dedented on its own."""
+    return "\n".join(textwrap.dedent(part) for part in parts)
+
+
+def run_py(code: str, *args: object, cwd: Path | None = None, env: dict[str, str] | None = None,
+           timeout: float = 180) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (pristine x2paddle/onnx); argv[1:] are ``args``."""
-    env = dict(os.environ, GLOG_minloglevel="2", PYTHONDONTWRITEBYTECODE="1")
+    full_env = dict(os.environ, GLOG_minloglevel="2", PYTHONDONTWRITEBYTECODE="1", **(env or {}))
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=full_env,
     )
 
 
@@ -71,6 +77,15 @@ def make_tiny_model(path: Path) -> Path:
 @pytest.fixture
 def tiny_onnx(tmp_path) -> Path:
     return make_tiny_model(tmp_path / "model" / "tiny.onnx")
+
+
+def sitecustomize_env(folder: Path, source: str, **extra: str) -> dict[str, str]:
+    """Env vars that make every Python process started with them (bridge's X2Paddle child
+    included) run ``source`` at start-up, as ``sitecustomize``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(textwrap.dedent(source))
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, **extra}
 
 
 # Child-side preamble: apply a chosen subset of the shims, by name.
@@ -137,7 +152,7 @@ def test_fresh_onnx_has_no_version_attribute():
     assert has_version is False, f"onnx {onnx_version} has onnx.version at import: shim no longer needed?"
 
 
-ONNX2PADDLE_CHILD = APPLY_SHIMS + """
+ONNX2PADDLE_CHILD = child(APPLY_SHIMS, """
     import json, sys
     from pathlib import Path
     apply(*[n for n in sys.argv[3].split(",") if n])
@@ -150,7 +165,7 @@ ONNX2PADDLE_CHILD = APPLY_SHIMS + """
         "returned": repr(result),
         "wrote": sorted(p.name for p in save_dir.iterdir()) if save_dir.exists() else None,
     }))
-"""
+""")
 
 
 def test_onnx2paddle_silently_does_nothing_without_import_onnx_version(tiny_onnx, tmp_path):
@@ -209,8 +224,7 @@ def test_onnx_decoder_import_fails_without_onnx_mapping():
 
 def test_onnx_decoder_imports_with_onnx_mapping():
     proc = run_py(
-        APPLY_SHIMS
-        + """
+        child(APPLY_SHIMS, """
         apply("provide_onnx_mapping")
         import json, onnx
         import x2paddle.decoder.onnx_decoder as dec
@@ -219,7 +233,7 @@ def test_onnx_decoder_imports_with_onnx_mapping():
             dec.TENSOR_TYPE_TO_NP_TYPE is onnx.mapping.TENSOR_TYPE_TO_NP_TYPE,
             legacy.TENSOR_TYPE_TO_NP_TYPE is onnx.mapping.TENSOR_TYPE_TO_NP_TYPE,
         ]))
-        """
+        """)
     )
     assert last_json(proc, "RESULT") == [True, True], proc.stderr[-4000:]
 
@@ -285,52 +299,96 @@ def test_converter_check_phones_home_without_shim():
     assert result["convert_has_same_class"] is True
 
 
-NETWORK_AUDIT_CHILD = """
-    import json, sys, threading
-    from pathlib import Path
-    model, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    NET = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
-           "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg"}
-    events = []
-    def audit(event, args):
-        if event in NET:
-            events.append([event, repr(args)[:300]])
-            raise PermissionError("network blocked by the test")  # never really leave the machine
-    sys.addaudithook(audit)
+# Installed as sitecustomize, so it audits every Python process of a conversion, including
+# the X2Paddle child that bridge.stages.convert.run starts. A network event is recorded and
+# then refused (the hook raises), so nothing ever leaves the machine.
+NETWORK_AUDIT_SITE = """
+    import atexit, json, os, sys
+    _LOG = os.environ["BRIDGE_TEST_NET_LOG"]
+    _NET = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
+            "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg"}
 
-    from bridge.patches import x2paddle_shims as shims
-    if mode == "without":
-        shims.SHIMS = tuple(s for s in shims.SHIMS if s.name != "disable_feedback")
-    shims.install()
-    from bridge.stages import convert
-    from x2paddle.convert import onnx2paddle
-    converted = None
-    if mode == "with":
-        result = convert.run(model, out / "paddle", out / "logs" / "convert.log")
-        converted = sorted(p.name for p in (out / "paddle").iterdir())
-    # X2Paddle's own default (disable_feedback=False): the class swap must cover it too.
-    onnx2paddle(str(model), str(out / "direct"), disable_feedback=False)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread():
-            thread.join(30)
-    print("RESULT", json.dumps({"events": events, "converted": converted}))
+    def _write(record):
+        with open(_LOG, "a") as f:
+            f.write(json.dumps(record) + "\\n")
+
+    def _audit(event, args):
+        if event in _NET:
+            _write({"pid": os.getpid(), "event": event, "args": repr(args)[:300]})
+            raise PermissionError("network blocked by bridge's tests")
+
+    sys.addaudithook(_audit)
+    atexit.register(lambda: _write({"pid": os.getpid(), "exited": list(sys.argv)}))
 """
 
 
-def test_audit_sees_telemetry_without_disable_feedback(tiny_onnx, tmp_path):
-    """Control for the audit below: it does catch X2Paddle's stats request when the shim is off."""
-    proc = run_py(NETWORK_AUDIT_CHILD, tiny_onnx, tmp_path / "out", "without", cwd=tmp_path)
-    result = last_json(proc, "RESULT")
-    assert result["events"], "the socket audit recorded nothing: it would not catch telemetry"
-    assert any("paddlepaddle.org.cn" in args for _, args in result["events"]), result["events"]
+def read_audit(log: Path) -> tuple[list[dict], list[list[str]]]:
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [r for r in records if "event" in r], [r["exited"] for r in records if "exited" in r]
 
 
-def test_conversion_opens_no_network_connection_with_shims(tiny_onnx, tmp_path):
-    proc = run_py(NETWORK_AUDIT_CHILD, tiny_onnx, tmp_path / "out", "with", cwd=tmp_path)
-    result = last_json(proc, "RESULT")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert {"x2paddle_code.py", "model.pdparams", "inference_model"} <= set(result["converted"])
-    assert result["events"] == []
+ONNX2PADDLE_WITH_FEEDBACK_CHILD = """
+    import sys, threading
+    from bridge.patches import x2paddle_shims as shims
+    if sys.argv[3] == "without":
+        shims.SHIMS = tuple(s for s in shims.SHIMS if s.name != "disable_feedback")
+    shims.install()
+    from x2paddle.convert import onnx2paddle
+    # X2Paddle's own default, disable_feedback=False: the class swap must cover it too.
+    onnx2paddle(sys.argv[1], sys.argv[2], disable_feedback=False)
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread():
+            thread.join(30)
+    print("DONE")
+"""
+
+
+@pytest.mark.parametrize("mode", ["without", "with"])
+def test_onnx2paddle_feedback_under_socket_audit(tiny_onnx, tmp_path, mode):
+    """Without the shim the audit sees X2Paddle's stats request (so the audit works); with
+    every shim installed, even ``disable_feedback=False`` opens nothing."""
+    log = tmp_path / "net.jsonl"
+    env = sitecustomize_env(tmp_path / "site", NETWORK_AUDIT_SITE, BRIDGE_TEST_NET_LOG=str(log))
+    proc = run_py(ONNX2PADDLE_WITH_FEEDBACK_CHILD, tiny_onnx, tmp_path / "paddle", mode, cwd=tmp_path, env=env)
+    assert "DONE" in proc.stdout, proc.stderr[-4000:]
+    events, processes = read_audit(log)
+    assert processes, "the audit hook never ran"
+    if mode == "without":
+        assert any("paddlepaddle.org.cn" in e["args"] for e in events), events
+    else:
+        assert events == []
+        assert (tmp_path / "paddle" / "x2paddle_code.py").exists()
+
+
+def test_convert_run_opens_no_network_connection(tiny_onnx, tmp_path, monkeypatch):
+    import socket
+
+    from bridge.stages import convert
+
+    log = tmp_path / "net.jsonl"
+    for key, value in sitecustomize_env(tmp_path / "site", NETWORK_AUDIT_SITE, BRIDGE_TEST_NET_LOG=str(log)).items():
+        monkeypatch.setenv(key, value)
+    here: list[tuple] = []  # this (parent) process, which is not audited by the hook
+
+    def refuse(name):
+        def record(*args, **kwargs):
+            here.append((name, args))
+            raise PermissionError("network blocked by bridge's tests")
+        return record
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect_ex"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    x2paddle_shims.install()
+    paddle_dir = tmp_path / "out" / "paddle"
+    convert.run(tiny_onnx, paddle_dir, tmp_path / "out" / "logs" / "convert.log")
+    assert (paddle_dir / "x2paddle_code.py").exists()
+    events, processes = read_audit(log)
+    # The conversion really ran in an audited child...
+    assert any(str(tiny_onnx) in argv for argv in processes), processes
+    # ...and nobody opened (or even resolved) anything.
+    assert events == []
+    assert here == []
 
 
 def test_disable_feedback_replaces_converter_check_in_process(monkeypatch):
@@ -352,49 +410,62 @@ def test_disable_feedback_replaces_converter_check_in_process(monkeypatch):
 # --------------------------------------------------------------------------- exit_raises
 
 
-EXIT_CHILD = """
+FAILING_JIT_SAVE = """
+    import paddle
+
+    def _failing_save(*args, **kwargs):
+        raise ValueError("boom")
+
+    paddle.jit.save = _failing_save
+"""
+
+EXIT_CHILD = child("""
     import json, sys
     from pathlib import Path
-    model, paddle_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    model, out_dir, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     from bridge.patches import x2paddle_shims as shims
-    shims.SHIMS = tuple(s for s in shims.SHIMS if s.name != "exit_raises")
-    import paddle
-    def failing_save(*args, **kwargs):
-        raise ValueError("boom")
-    paddle.jit.save = failing_save
+    if mode == "without":
+        shims.SHIMS = tuple(s for s in shims.SHIMS if s.name != "exit_raises")
+""", FAILING_JIT_SAVE, """
     from bridge.stages import convert
     try:
-        convert.run(model, paddle_dir, paddle_dir.parent / "logs" / "convert.log")
+        convert.convert_in_process(model, out_dir)
     except SystemExit as exc:
-        print("EXIT", json.dumps({"code": exc.code, "paddle_dir": paddle_dir.exists()}), flush=True)
+        print("EXIT", json.dumps(exc.code), flush=True)
         raise
     except BaseException as exc:
-        print("RAISED", json.dumps(type(exc).__name__), flush=True)
-        raise
+        print("RAISED", json.dumps([type(exc).__name__, str(exc)]), flush=True)
+        sys.exit(3)
     print("RETURNED", json.dumps(None), flush=True)
-"""
+""")
 
 
 def test_x2paddle_exits_zero_without_exit_raises(tiny_onnx, tmp_path):
-    paddle_dir = tmp_path / "out" / "paddle"
-    proc = run_py(EXIT_CHILD, tiny_onnx, paddle_dir, cwd=tmp_path)
+    out_dir = tmp_path / "paddle"
+    proc = run_py(EXIT_CHILD, tiny_onnx, out_dir, "without", cwd=tmp_path)
     assert "RETURNED" not in proc.stdout and "RAISED" not in proc.stdout, proc.stdout + proc.stderr[-4000:]
-    result = last_json(proc, "EXIT")
-    assert result["code"] == 0  # exit(0): a success status...
-    assert proc.returncode == 0
-    assert not paddle_dir.exists()  # ...with no model
-    assert "boom" in (tmp_path / "out" / "logs" / "convert.log").read_text()
+    assert last_json(proc, "EXIT") == 0  # X2Paddle's exit(0)...
+    assert proc.returncode == 0  # ...a success status...
+    assert not (out_dir / "inference_model" / "model.json").exists()  # ...and no model
+    assert "boom" in proc.stdout
 
 
-def test_exit_raises_turns_exit_into_x2paddle_exit(tiny_onnx, tmp_path, monkeypatch):
-    x2paddle_shims.install()
-    import paddle
+def test_exit_raises_turns_exit_into_x2paddle_exit(tiny_onnx, tmp_path):
+    out_dir = tmp_path / "paddle"
+    proc = run_py(EXIT_CHILD, tiny_onnx, out_dir, "with", cwd=tmp_path)
+    kind, message = last_json(proc, "RAISED")
+    assert kind == "X2PaddleExit", message
+    assert proc.returncode == 3
+    assert "boom" in proc.stdout
+
+
+def test_convert_run_reports_x2paddle_exit_and_leaves_nothing(tiny_onnx, tmp_path, monkeypatch):
+    """The whole stage: X2Paddle's child gets a failing ``paddle.jit.save`` (via
+    sitecustomize); ``run`` raises X2PaddleExit and leaves no paddle_dir behind."""
     from bridge.stages import convert
 
-    def failing_save(*args, **kwargs):
-        raise ValueError("boom")
-
-    monkeypatch.setattr(paddle.jit, "save", failing_save)
+    for key, value in sitecustomize_env(tmp_path / "site", FAILING_JIT_SAVE).items():
+        monkeypatch.setenv(key, value)
     out = tmp_path / "out"
     paddle_dir = out / "paddle"
     log_path = out / "logs" / "convert.log"
@@ -493,7 +564,7 @@ def _eval_relocated_load(code: str, file: str) -> list[str]:
 )
 def test_relocate_params_path_rewrites(tmp_path, line):
     code_path = tmp_path / "x2paddle_code.py"
-    code_path.write_text(f"import paddle\n\ndef main(x):\n    {line}\n    return params\n")
+    code_path.write_text(f"def main(x):\n    {line}\n    return params\n")
     assert x2paddle_shims.relocate_params_path(code_path) == 1
     text = code_path.read_text()
     assert "C:" not in text and "/home/me" not in text
