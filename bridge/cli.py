@@ -53,7 +53,8 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 def _cmd_convert(args) -> int:
     from bridge import pipeline
 
-    pipeline.convert(args.source, Path(args.out), args.input or [], opset=args.opset)
+    pipeline.convert(args.source, Path(args.out), args.input or [], opset=args.opset,
+                     dynamic_texts=args.dynamic or [])
     return 0
 
 
@@ -73,11 +74,12 @@ def _cmd_validate(args) -> int:
 
 def _cmd_stage(args) -> int:
     from bridge import pipeline
-    from bridge.spec import parse_input_specs, parse_source
+    from bridge.spec import parse_dynamic_specs, parse_input_specs, parse_source
 
     work = Path(args.dir)
     if args.stage == "export":
-        line = pipeline.step_export(work, parse_source(args.source), parse_input_specs(args.input or []), args.opset)
+        line = pipeline.step_export(work, parse_source(args.source), parse_input_specs(args.input or []),
+                                    args.opset, parse_dynamic_specs(args.dynamic or []))
     else:
         line = {"simplify": pipeline.step_simplify, "patch": pipeline.step_patch,
                 "convert": pipeline.step_convert}[args.stage](work)
@@ -100,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--out", required=True, help="work directory to write (replaced atomically)")
     conv.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]",
                       help="model input, e.g. x:2x12x5000:float32 (repeatable)")
-    conv.add_argument("--opset", type=int, default=13, help="ONNX opset for the export (X2Paddle maps 7-15)")
+    conv.add_argument("--dynamic", action="append", metavar="NAME:AXIS",
+                      help="another dynamic axis besides batch, e.g. input_ids:1 (repeatable)")
+    conv.add_argument("--opset", type=int, default=None,
+                      help="export at this opset only (X2Paddle maps 7-15; default: try 13, then 15)")
     common(conv)
     conv.set_defaults(func=_cmd_convert)
 
@@ -110,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("source")
     exp.add_argument("--out", dest="dir", required=True)
     exp.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]")
-    exp.add_argument("--opset", type=int, default=13)
+    exp.add_argument("--dynamic", action="append", metavar="NAME:AXIS")
+    exp.add_argument("--opset", type=int, default=None)
     common(exp)
     for name, text in (("simplify", "DIR/model.onnx -> DIR/model.simplified.onnx (onnxsim)"),
                        ("patch", "DIR/model.simplified.onnx -> DIR/model.patched.onnx"),

@@ -15,7 +15,9 @@ from typing import Callable
 
 from bridge import __version__
 from bridge.errors import BridgeError
-from bridge.spec import InputSpec, Source, load_torch_source, parse_input_specs, parse_source
+from bridge.spec import (
+    InputSpec, Source, load_torch_source, parse_dynamic_specs, parse_input_specs, parse_source,
+)
 from bridge.stages import convert as convert_stage
 from bridge.stages import export as export_stage
 from bridge.stages import patch as patch_stage
@@ -50,7 +52,10 @@ def _source_record(source: Source) -> dict:
     return record
 
 
-def step_export(work: Path, source: Source, input_specs: list[InputSpec], opset: int) -> str:
+def step_export(
+    work: Path, source: Source, input_specs: list[InputSpec], opset: int | None = None,
+    dynamic_axes: dict[str, list[int]] | None = None,
+) -> str:
     work.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(work)
     manifest.data.update({"bridge_version": __version__, "source": _source_record(source), "tools": tool_versions()})
@@ -63,7 +68,8 @@ def step_export(work: Path, source: Source, input_specs: list[InputSpec], opset:
 
         module, example = load_torch_source(source)
         result = export_stage.export_torch(
-            module, example, input_specs, work / EXPORTED_ONNX, opset=opset, source_text=source.text
+            module, example, input_specs, work / EXPORTED_ONNX, opset=opset, dynamic_axes=dynamic_axes,
+            source_text=source.text, log_path=work / LOGS_DIR / "export.log",
         )
         with atomic_path(work / TORCH_STATE) as tmp:
             torch.save(module.state_dict(), tmp)
@@ -76,7 +82,8 @@ def step_export(work: Path, source: Source, input_specs: list[InputSpec], opset:
     manifest.record_stage("export", seconds=seconds, inputs=[], outputs=outputs, **result.to_json())
     manifest.save()
     shapes = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}" for s in result.inputs)
-    return f"export: {seconds:.1f}s {result.exporter} opset {result.opset} ({shapes} -> {', '.join(result.output_names)})"
+    tried = f" after {len(result.attempts) - 1} failed" if len(result.attempts) > 1 else ""
+    return f"export: {seconds:.1f}s {result.exporter}{tried} ({shapes} -> {', '.join(result.output_names)})"
 
 
 def _require_stage(manifest: Manifest, stage: str) -> None:
@@ -138,15 +145,16 @@ def step_convert(work: Path) -> str:
 
 
 def convert(
-    source_text: str, out: Path, input_texts: list[str] = (), opset: int = export_stage.DEFAULT_OPSET,
-    echo: Callable[[str], None] = print,
+    source_text: str, out: Path, input_texts: list[str] = (), opset: int | None = None,
+    dynamic_texts: list[str] = (), echo: Callable[[str], None] = print,
 ) -> None:
     """export → simplify → patch → convert into ``out``, atomically."""
     source = parse_source(source_text)
     input_specs = parse_input_specs(list(input_texts))
+    dynamic_axes = parse_dynamic_specs(list(dynamic_texts))
     check_out_dir(out)
     with atomic_path(out) as tmp:
-        echo(step_export(tmp, source, input_specs, opset))
+        echo(step_export(tmp, source, input_specs, opset, dynamic_axes))
         echo(step_simplify(tmp))
         echo(step_patch(tmp))
         echo(step_convert(tmp))

@@ -64,13 +64,13 @@ class TorchRunner:
         self.output_names = output_names
 
     def run(self, feeds):
-        from bridge.stages.export import _flatten_outputs
+        from bridge.stages.export import flatten_outputs
 
         torch = self._torch
         args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
         with torch.no_grad():
-            outs = _flatten_outputs(self.module(*args))
-        return {n: t.detach().cpu().numpy() for n, t in zip(self.output_names, outs)}
+            outs = flatten_outputs(self.module(*args))
+        return {n: t.detach().cpu().numpy() for n, (_, t) in zip(self.output_names, outs)}
 
 
 class OrtRunner:

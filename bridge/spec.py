@@ -59,6 +59,17 @@ def parse_input_specs(texts: list[str]) -> list[InputSpec]:
     return specs
 
 
+def parse_dynamic_specs(texts: list[str]) -> dict[str, list[int]]:
+    """``--dynamic seq:1`` (repeatable) -> ``{"seq": [1]}``: extra dynamic axes beyond batch."""
+    axes: dict[str, list[int]] = {}
+    for text in texts:
+        name, sep, axis = text.partition(":")
+        if not sep or not name or not re.fullmatch(r"-?\d+", axis):
+            raise BridgeError(f"--dynamic {text!r}: expected NAME:AXIS, e.g. input_ids:1")
+        axes.setdefault(name, []).append(int(axis))
+    return axes
+
+
 @dataclass(frozen=True)
 class Source:
     """Where the model comes from: ``kind`` is "onnx" or "torch"."""

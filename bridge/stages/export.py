@@ -1,8 +1,11 @@
 """Stage 1, export: torch ``nn.Module`` + example inputs → ONNX (or copy an ONNX source)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
 import shutil
+import warnings
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +15,13 @@ import numpy as np
 
 from bridge.errors import BridgeError
 from bridge.spec import InputSpec
-from bridge.workdir import atomic_path
+from bridge.stages.export_strategies import (
+    X2PADDLE_OPSETS, ExportCall, first_line, strategies_for_opset, try_strategies,
+)
+from bridge.workdir import atomic_path, capture_fds
 
 # X2Paddle 1.6.0 maps ONNX opsets 7..15 (op_mapper/onnx2paddle/opset7.py .. opset15.py);
-# anything above runs as 15 with only a printed note. 13 is the TorchScript exporter's
-# best-tested opset inside that range (Unsqueeze/Squeeze/Reduce axes as in X2Paddle's opset13).
-X2PADDLE_OPSETS = range(7, 16)
-DEFAULT_OPSET = 13
+# anything above runs as 15 with only a printed note. The strategies stay inside that range.
 
 
 @dataclass
@@ -30,6 +33,7 @@ class ExportResult:
     output_names: list[str]
     dynamic_batch: bool
     notes: list[str] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +44,7 @@ class ExportResult:
             "model_outputs": self.output_names,
             "dynamic_batch": self.dynamic_batch,
             "notes": self.notes,
+            "attempts": self.attempts,
         }
 
 
@@ -67,15 +72,24 @@ def _forward_arg_names(module, count: int) -> list[str]:
     return names + [f"input_{i}" for i in range(len(names), count)]
 
 
-def _flatten_outputs(value) -> list:
+def _safe_name(text: str) -> str:
+    return re.sub(r"\W", "_", str(text)) or "output"
+
+
+def flatten_outputs(value, prefix: str = "") -> list[tuple[str, Any]]:
+    """Flatten a model's outputs (tensor, tuple/list, dict, Hugging Face ``ModelOutput``) in
+    the order the ONNX exporters flatten them, with stable names: ``output`` for a single
+    tensor, ``output_0``... for sequences, the keys for dicts (``pooler_output``)."""
     import torch
 
     if isinstance(value, torch.Tensor):
-        return [value]
+        return [(prefix or "output", value)]
+    if isinstance(value, dict):  # includes ModelOutput, which drops None fields itself
+        return [pair for k, v in value.items() if v is not None
+                for pair in flatten_outputs(v, f"{prefix}_{_safe_name(k)}" if prefix else _safe_name(k))]
     if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _flatten_outputs(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _flatten_outputs(v)]
+        return [pair for i, v in enumerate(value) if v is not None
+                for pair in flatten_outputs(v, f"{prefix or 'output'}_{i}")]
     raise BridgeError(f"model output of type {type(value).__name__} is not a tensor, tuple, list or dict")
 
 
@@ -85,14 +99,16 @@ def export_torch(
     input_specs: list[InputSpec],
     onnx_path: Path,
     *,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     dynamic_batch: bool = True,
+    dynamic_axes: dict[str, list[int]] | None = None,
     source_text: str = "model",
+    log_path: Path | None = None,
 ) -> ExportResult:
-    """Export with the TorchScript exporter at an opset X2Paddle maps."""
+    """Export with the first strategy that works (``export_strategies.DEFAULT_STRATEGIES``)."""
     import torch
 
-    if opset not in X2PADDLE_OPSETS:
+    if opset is not None and opset not in X2PADDLE_OPSETS:
         raise BridgeError(f"--opset {opset}: X2Paddle 1.6.0 maps opsets {X2PADDLE_OPSETS.start}-{X2PADDLE_OPSETS.stop - 1}")
     if input_specs:
         feeds = random_inputs(input_specs)
@@ -107,31 +123,42 @@ def export_torch(
         ]
     else:
         raise BridgeError(f"{source_text}: no example inputs; pass --input NAME:SHAPE[:DTYPE]")
+    unknown_dynamic = sorted(set(dynamic_axes or {}) - {s.name for s in specs})
+    if unknown_dynamic:
+        raise BridgeError(f"--dynamic {unknown_dynamic[0]}: the model has no input of that name (inputs: {', '.join(s.name for s in specs)})")
 
+    shapes = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in specs)
     try:
         with torch.no_grad():
-            outputs = _flatten_outputs(module(*args))
-    except BridgeError:
-        raise
+            outputs = flatten_outputs(module(*args))
+    except BridgeError as exc:
+        raise BridgeError(f"{source_text}: forward({shapes}): {exc}") from exc
     except Exception as exc:
-        shapes = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in specs)
-        raise BridgeError(f"{source_text}: forward({shapes}) raised {type(exc).__name__}: {exc}") from exc
-    output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
-    input_names = [s.name for s in specs]
-    dynamic_axes = (
-        {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
-    )
+        raise BridgeError(f"{source_text}: forward({shapes}) raised {first_line(exc)}") from exc
+    output_names = [name for name, _ in outputs]
+    axes: dict[str, dict[int, str]] = {}
+    for spec in specs:
+        for axis in (dynamic_axes or {}).get(spec.name, []):
+            if not -len(spec.shape) <= axis < len(spec.shape):
+                raise BridgeError(f"--dynamic {spec.name}:{axis}: input {spec.name} has rank {len(spec.shape)}")
+            axes.setdefault(spec.name, {})[axis % len(spec.shape)] = f"{spec.name}_dim{axis % len(spec.shape)}"
+    if dynamic_batch:
+        for name in [s.name for s in specs] + output_names:
+            axes.setdefault(name, {})[0] = "batch"
+    call = ExportCall(module, args, [s.name for s in specs], output_names, axes or None)
+    strategies = strategies_for_opset(opset)
     with atomic_path(onnx_path) as tmp:
-        try:
-            torch.onnx.export(
-                module, args, str(tmp), dynamo=False, opset_version=opset,
-                input_names=input_names, output_names=output_names,
-                dynamic_axes=dynamic_axes, do_constant_folding=True,
-            )
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BridgeError(f"{source_text}: TorchScript export at opset {opset} failed: {first}") from exc
-    return ExportResult("torchscript", opset, torch.__version__, specs, output_names, dynamic_batch)
+        context = capture_fds(log_path) if log_path else contextlib.nullcontext()
+        with context, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            attempts = try_strategies(call, tmp, strategies)
+        if not attempts[-1].success:
+            errors = "; ".join(f"{a.strategy}: {a.error}" for a in attempts)
+            raise BridgeError(f"{source_text}: every export strategy failed: {errors}")
+    winner = attempts[-1]
+    notes = [f"{a.strategy} failed: {a.error}" for a in attempts[:-1]]
+    return ExportResult(winner.strategy, winner.opset, torch.__version__, specs, output_names,
+                        dynamic_batch, notes, attempts=[a.to_json() for a in attempts])
 
 
 def copy_onnx(src: Path, onnx_path: Path, input_specs: list[InputSpec]) -> ExportResult:
