@@ -13,11 +13,11 @@ DEVICE ?= cpu
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: convert validate test clean install install-gpu lock
+.PHONY: convert validate test zoo clean install install-gpu lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || { command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }; $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,zoo]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +30,10 @@ validate: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Convert and validate every model of the example zoo (examples/); writes zoo/README.md.
+zoo: $(STAMP)
+	$(BIN)/python scripts/zoo.py $(ARGS)
 
 # Swap in the GPU builds of ONNX Runtime and Paddle (versions and index in constraints-gpu.txt).
 PADDLE_GPU_INDEX ?= https://www.paddlepaddle.org.cn/packages/stable/cu126/

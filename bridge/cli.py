@@ -54,7 +54,7 @@ def _cmd_convert(args) -> int:
     from bridge import pipeline
 
     pipeline.convert(args.source, Path(args.out), args.input or [], opset=args.opset,
-                     dynamic_texts=args.dynamic or [])
+                     dynamic_texts=args.dynamic or [], weights=Path(args.weights) if args.weights else None)
     return 0
 
 
@@ -79,7 +79,8 @@ def _cmd_stage(args) -> int:
     work = Path(args.dir)
     if args.stage == "export":
         line = pipeline.step_export(work, parse_source(args.source), parse_input_specs(args.input or []),
-                                    args.opset, parse_dynamic_specs(args.dynamic or []))
+                                    args.opset, parse_dynamic_specs(args.dynamic or []),
+                                    Path(args.weights) if args.weights else None)
     else:
         line = {"simplify": pipeline.step_simplify, "patch": pipeline.step_patch,
                 "convert": pipeline.step_convert}[args.stage](work)
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--out", required=True, help="work directory to write (replaced atomically)")
     conv.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]",
                       help="model input, e.g. x:2x12x5000:float32 (repeatable)")
+    conv.add_argument("--weights", metavar="FILE",
+                      help="state_dict to load before export (.pt/.pth via weights_only=True, or .safetensors)")
     conv.add_argument("--dynamic", action="append", metavar="NAME:AXIS",
                       help="another dynamic axis besides batch, e.g. input_ids:1 (repeatable)")
     conv.add_argument("--opset", type=int, default=None,
@@ -116,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", dest="dir", required=True)
     exp.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]")
     exp.add_argument("--dynamic", action="append", metavar="NAME:AXIS")
+    exp.add_argument("--weights", metavar="FILE")
     exp.add_argument("--opset", type=int, default=None)
     common(exp)
     for name, text in (("simplify", "DIR/model.onnx -> DIR/model.simplified.onnx (onnxsim)"),

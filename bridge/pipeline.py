@@ -26,7 +26,7 @@ from bridge.stages import validate as validate_stage
 from bridge.workdir import (
     EXPORTED_ONNX, LOGS_DIR, PADDLE_DIR, PATCHED_ONNX, SIMPLIFIED_ONNX, TORCH_STATE,
     VALIDATION_JSON, VALIDATION_TXT, Manifest, atomic_path, capture_fds, check_out_dir,
-    require_artifact, write_json_atomic, write_text_atomic,
+    require_artifact, sha256_file, write_json_atomic, write_text_atomic,
 )
 
 DEFAULT_BATCH_SIZES = (1, 2, 8)
@@ -54,19 +54,26 @@ def _source_record(source: Source) -> dict:
 
 def step_export(
     work: Path, source: Source, input_specs: list[InputSpec], opset: int | None = None,
-    dynamic_axes: dict[str, list[int]] | None = None,
+    dynamic_axes: dict[str, list[int]] | None = None, weights: Path | None = None,
 ) -> str:
     work.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(work)
     manifest.data.update({"bridge_version": __version__, "source": _source_record(source), "tools": tool_versions()})
     start = time.perf_counter()
     if source.kind == "onnx":
+        if weights is not None:
+            raise BridgeError(f"--weights {weights}: only for torch sources ({source.text} is an ONNX file)")
         result = export_stage.copy_onnx(source.path, work / EXPORTED_ONNX, input_specs)
         outputs = [EXPORTED_ONNX]
     else:
         import torch
 
         module, example = load_torch_source(source)
+        if weights is not None:
+            from bridge.weights import load_weights
+
+            load_weights(module, weights)
+            manifest.data["weights"] = {"file": str(weights.resolve()), "sha256": sha256_file(weights)}
         result = export_stage.export_torch(
             module, example, input_specs, work / EXPORTED_ONNX, opset=opset, dynamic_axes=dynamic_axes,
             source_text=source.text, log_path=work / LOGS_DIR / "export.log",
@@ -146,7 +153,7 @@ def step_convert(work: Path) -> str:
 
 def convert(
     source_text: str, out: Path, input_texts: list[str] = (), opset: int | None = None,
-    dynamic_texts: list[str] = (), echo: Callable[[str], None] = print,
+    dynamic_texts: list[str] = (), weights: Path | None = None, echo: Callable[[str], None] = print,
 ) -> None:
     """export → simplify → patch → convert into ``out``, atomically."""
     source = parse_source(source_text)
@@ -154,7 +161,7 @@ def convert(
     dynamic_axes = parse_dynamic_specs(list(dynamic_texts))
     check_out_dir(out)
     with atomic_path(out) as tmp:
-        echo(step_export(tmp, source, input_specs, opset, dynamic_axes))
+        echo(step_export(tmp, source, input_specs, opset, dynamic_axes, weights))
         echo(step_simplify(tmp))
         echo(step_patch(tmp))
         echo(step_convert(tmp))

@@ -219,9 +219,7 @@ ROWS = [
     pytest.param(Row(convert("retint.py:Net", "--input", "x:2x3"), ["retint.py:Net", "int"],
                      py_file("retint.py", "import torch\n\nclass Net(torch.nn.Module):\n"
                                           "    def forward(self, x):\n        return 3\n")),
-                 id="py-forward-returns-non-tensor",
-                 marks=bug("export_torch re-raises _flatten_outputs' BridgeError unchanged: the line "
-                           "'model output of type int is not a tensor...' does not name retint.py:Net")),
+                 id="py-forward-returns-non-tensor"),
     pytest.param(Row(convert("exit0.py:Net"), ["exit0.py:Net"],
                      py_file("exit0.py", "import sys\nsys.exit(0)\n")),
                  id="py-import-calls-sys-exit",
@@ -247,6 +245,8 @@ ROWS = [
                  id="input-duplicate-names"),
     pytest.param(Row(convert("tiny.onnx", "--input", "nosuch:2x3"), ["--input", "'nosuch'", "tiny.onnx"], setup_tiny),
                  id="input-not-in-onnx-model"),
+    pytest.param(Row(convert("tiny.onnx", "--dynamic", "seq"), ["--dynamic", "'seq'", "NAME:AXIS"], setup_tiny),
+                 id="dynamic-malformed"),
     pytest.param(Row(convert("good.py:Net", "--input", "x:2x3", "--opset", "99"), ["--opset 99", "7-15"],
                      py_file("good.py", GOOD_PY)),
                  id="opset-out-of-range"),
