@@ -88,6 +88,13 @@ def _cmd_stage(args) -> int:
     return 0
 
 
+def _cmd_load_weights(args) -> int:
+    from bridge import pipeline
+
+    print(pipeline.load_weights(Path(args.dir), Path(args.file)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridge", description="PyTorch -> ONNX -> PaddlePaddle, proven numerically."
@@ -111,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="export at this opset only (X2Paddle maps 7-15; default: try 13, then 15)")
     common(conv)
     conv.set_defaults(func=_cmd_convert)
+
+    lw = sub.add_parser("load-weights", help="load a torch checkpoint into a converted model (weights map)")
+    lw.add_argument("dir", help="work directory written by `bridge convert`")
+    lw.add_argument("file", help="torch state_dict (.pt/.pth, weights_only) or .safetensors")
+    common(lw)
+    lw.set_defaults(func=_cmd_load_weights)
 
     stage = sub.add_parser("stage", help="run one stage on a work directory (what scripts/0N_*.py call)")
     stage_sub = stage.add_subparsers(dest="stage", required=True)

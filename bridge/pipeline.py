@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bridge import __version__
+from bridge import __version__, weights_map
 from bridge.errors import BridgeError
 from bridge.spec import (
     InputSpec, Source, load_torch_source, parse_dynamic_specs, parse_input_specs, parse_source,
@@ -26,7 +26,7 @@ from bridge.stages import validate as validate_stage
 from bridge.workdir import (
     EXPORTED_ONNX, LOGS_DIR, PADDLE_DIR, PATCHED_ONNX, SIMPLIFIED_ONNX, TORCH_STATE,
     VALIDATION_JSON, VALIDATION_TXT, Manifest, atomic_path, capture_fds, check_out_dir,
-    require_artifact, sha256_file, write_json_atomic, write_text_atomic,
+    require_artifact, sha256_file, sha256_tree, write_json_atomic, write_text_atomic,
 )
 
 DEFAULT_BATCH_SIZES = (1, 2, 8)
@@ -55,6 +55,7 @@ def _source_record(source: Source) -> dict:
 def step_export(
     work: Path, source: Source, input_specs: list[InputSpec], opset: int | None = None,
     dynamic_axes: dict[str, list[int]] | None = None, weights: Path | None = None,
+    strategy: str | None = None,
 ) -> str:
     work.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(work)
@@ -76,7 +77,7 @@ def step_export(
             manifest.data["weights"] = {"file": str(weights.resolve()), "sha256": sha256_file(weights)}
         result = export_stage.export_torch(
             module, example, input_specs, work / EXPORTED_ONNX, opset=opset, dynamic_axes=dynamic_axes,
-            source_text=source.text, log_path=work / LOGS_DIR / "export.log",
+            source_text=source.text, log_path=work / LOGS_DIR / "export.log", strategy=strategy,
         )
         with atomic_path(work / TORCH_STATE) as tmp:
             torch.save(module.state_dict(), tmp)
@@ -85,6 +86,7 @@ def step_export(
     manifest.data["inputs"] = [s.to_json() for s in result.inputs]
     manifest.data["output_names"] = result.output_names
     manifest.data["dynamic_batch"] = result.dynamic_batch
+    manifest.data["dynamic_axes"] = dynamic_axes or {}
     manifest.data["stages"] = {}
     manifest.record_stage("export", seconds=seconds, inputs=[], outputs=outputs, **result.to_json())
     manifest.save()
@@ -133,6 +135,18 @@ def step_patch(work: Path) -> str:
     return f"patch: {seconds:.1f}s {result.summary()}; onnx.checker full_check ok"
 
 
+def _torch_module(work: Path, manifest: Manifest):
+    """The source's torch module with the exported weights, or None for an ONNX source."""
+    import torch
+
+    source = manifest.data.get("source", {})
+    if source.get("kind") != "torch":
+        return None
+    module, _ = load_torch_source(parse_source(source["resolved"]))
+    module.load_state_dict(torch.load(work / TORCH_STATE, weights_only=True))
+    return module
+
+
 def step_convert(work: Path) -> str:
     manifest = Manifest.load(work)
     _require_stage(manifest, "patch")
@@ -140,15 +154,72 @@ def step_convert(work: Path) -> str:
     log = work / LOGS_DIR / "convert.log"
     start = time.perf_counter()
     result = convert_stage.run(src, work / PADDLE_DIR, log)
+    module = _torch_module(work, manifest)
+    wmap = None
+    if module is not None:
+        specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
+        wmap = weights_map.build(module, manifest.data["stages"]["export"], specs,
+                                 manifest.data.get("dynamic_axes"), work / PADDLE_DIR, log)
     seconds = time.perf_counter() - start
     manifest.record_stage(
         "convert", seconds=seconds, inputs=[PATCHED_ONNX], outputs=[PADDLE_DIR],
         paddle_inputs=result.inputs, paddle_outputs=result.outputs,
         x2paddle_opset=result.x2paddle_opset, relocated_paths=result.relocated_paths,
         notes=result.notes, log=str(log.relative_to(work)),
+        weights_map=None if wmap is None else {
+            "params": len(wmap["params"]), "torch_keys": len(wmap["torch_keys_used"]), "unmapped": wmap["unmapped"]},
     )
     manifest.save()
-    return f"convert: {seconds:.1f}s X2Paddle -> {PADDLE_DIR}/ (code, params, inference model); log {LOGS_DIR}/convert.log"
+    mapped = f"; weights map: {len(wmap['torch_keys_used'])} torch keys" if wmap else ""
+    if wmap and wmap["unmapped"]:
+        mapped += f", {len(wmap['unmapped'])} params unmapped"
+    return (f"convert: {seconds:.1f}s X2Paddle -> {PADDLE_DIR}/ (code, params, inference model){mapped}; "
+            f"log {LOGS_DIR}/convert.log")
+
+
+def load_weights(work: Path, weights_file: Path) -> str:
+    """Load a later torch checkpoint into the converted model through the weights map, without
+    rerunning X2Paddle. The ONNX files are re-exported with the new weights (the cheap stages)
+    and the result is validated before it replaces ``work``; on a mismatch nothing changes."""
+    import shutil
+
+    import torch
+
+    from bridge.weights import check_state_matches, read_state_dict
+
+    manifest = Manifest.load(work)
+    _require_stage(manifest, "convert")
+    start = time.perf_counter()
+    wmap = weights_map.read_map(work / PADDLE_DIR)
+    state = read_state_dict(weights_file)
+    check_state_matches(state, torch.load(work / TORCH_STATE, weights_only=True), weights_file)
+    params = weights_map.new_params(
+        wmap, weights_map.load_params(work / PADDLE_DIR / "model.pdparams"),
+        {k: v.detach().cpu().numpy() for k, v in state.items()},
+    )
+    convert_record = manifest.data["stages"]["convert"]
+    source = parse_source(manifest.data["source"]["resolved"])
+    specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
+    with atomic_path(work) as staged:
+        shutil.copytree(work, staged)
+        weights_map.write_params(staged / PADDLE_DIR, params, staged / LOGS_DIR / "load_weights.log")
+        step_export(staged, source, specs, dynamic_axes=manifest.data.get("dynamic_axes"),
+                    weights=weights_file, strategy=manifest.data["stages"]["export"]["exporter"])
+        step_simplify(staged)
+        step_patch(staged)
+        restaged = Manifest.load(staged)
+        restaged.data["stages"]["convert"] = {
+            **convert_record, "outputs": sha256_tree(staged / PADDLE_DIR), "loaded_weights": str(weights_file),
+        }
+        restaged.save()
+        report = validate(staged, batch_sizes=(2,))
+        if not report.passed:
+            raise BridgeError(f"load-weights {weights_file}: the loaded model does not match torch "
+                              f"({report.summary()}); {work} is unchanged")
+    seconds = time.perf_counter() - start
+    mapped = sum(1 for e in wmap["params"].values() if e["torch_key"])
+    return (f"load-weights: {seconds:.1f}s {mapped} Paddle parameters set from {weights_file}; "
+            f"validated at batch 2 ({report.summary()})")
 
 
 def convert(

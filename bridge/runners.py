@@ -167,7 +167,10 @@ class PaddleDygraphRunner:
         self._paddle = paddle
         paddle.set_device("gpu" if device == "gpu" else "cpu")
         module = load_generated_module(paddle_dir / "x2paddle_code.py")
-        self.model = getattr(module, model_class)()
+        # X2Paddle names parameters explicitly (attr='x2paddle_fc_weight'); Paddle refuses a
+        # name twice per namespace, so each converted model gets a namespace of its own.
+        with paddle.utils.unique_name.guard():
+            self.model = getattr(module, model_class)()
         self.model.set_dict(paddle.load(str(paddle_dir / "model.pdparams")))
         self.model.eval()
         self.inputs = inputs

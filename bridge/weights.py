@@ -54,10 +54,8 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_weights(module, path: Path) -> None:
-    """Load ``path`` into ``module`` strictly, naming missing, unexpected and mis-shaped keys."""
-    state = read_state_dict(path)
-    expected = module.state_dict()
+def check_state_matches(state: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    """Raise one line naming missing, unexpected and mis-shaped keys of ``state``."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mis_shaped = sorted(
@@ -73,4 +71,10 @@ def load_weights(module, path: Path) -> None:
         problems.append(f"wrong shape {_preview(mis_shaped)}")
     if problems:
         raise BridgeError(f"--weights {path}: does not match the model: {'; '.join(problems)}")
+
+
+def load_weights(module, path: Path) -> None:
+    """Load ``path`` into ``module`` strictly."""
+    state = read_state_dict(path)
+    check_state_matches(state, module.state_dict(), path)
     module.load_state_dict(state, strict=True)

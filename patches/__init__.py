@@ -38,6 +38,33 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
     return new
 
 
+MAX_PASSES = 16  # per patch; each pass is one walk over the graph
+
+
+def _apply_once(patch: Patch, model: onnx.ModelProto, ctx: PatchContext, report: PatchReport) -> tuple[list[Declined], bool]:
+    """One walk of ``patch`` over the graph; rewrites in place, returns (declines, fired)."""
+    new_nodes: list[onnx.NodeProto] = []
+    declined: list[Declined] = []
+    fired = False
+    for node in model.graph.node:
+        if node.op_type not in patch.op_types:
+            new_nodes.append(_copy(node))
+            continue
+        result: MatchResult = patch.check(ctx, node)
+        if not result.ok:
+            declined.append(Declined(patch.name, node.name, node.op_type, result.reason))
+            new_nodes.append(_copy(node))
+            continue
+        new_nodes.extend(patch.rewrite(ctx, node))
+        report.fired.append(Firing(patch.name, node.name, node.op_type))
+        fired = True
+    if fired:
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+        ctx.refresh_shapes()
+    return declined, fired
+
+
 def apply_patches(
     model: onnx.ModelProto, patches: tuple[Patch, ...] = DEFAULT_PATCHES
 ) -> tuple[onnx.ModelProto, PatchReport]:
@@ -47,24 +74,14 @@ def apply_patches(
     report = PatchReport(op_counts_before=op_counts(model))
     ctx = PatchContext(patched)
     for patch in patches:
-        new_nodes: list[onnx.NodeProto] = []
-        fired = False
-        for node in patched.graph.node:
-            if node.op_type not in patch.op_types:
-                new_nodes.append(_copy(node))
-                continue
-            result: MatchResult = patch.check(ctx, node)
-            if not result.ok:
-                report.declined.append(Declined(patch.name, node.name, node.op_type, result.reason))
-                new_nodes.append(_copy(node))
-                continue
-            new_nodes.extend(patch.rewrite(ctx, node))
-            report.fired.append(Firing(patch.name, node.name, node.op_type))
-            fired = True
-        if fired:
-            del patched.graph.node[:]
-            patched.graph.node.extend(new_nodes)
-            ctx.refresh_shapes()
+        # A patch runs until it stops firing: a node it declined for want of a shape (inference
+        # stops at the first invalid node, e.g. an unbatched pool upstream) may match once the
+        # rewrite before it made the graph valid. Only the last pass's declines are reported.
+        for _ in range(MAX_PASSES):
+            declined, fired = _apply_once(patch, patched, ctx, report)
+            if not fired:
+                break
+        report.declined.extend(declined)
     report.op_counts_after = op_counts(patched)
     return patched, report
 

@@ -18,7 +18,7 @@ from bridge.workdir import Manifest
 
 def test_export_stage(seqnet_work):
     export = Manifest.load(seqnet_work).data["stages"]["export"]
-    assert export["exporter"] == "torchscript" and export["opset"] == 13
+    assert export["exporter"] == "torchscript@13" and export["opset"] == 13
     assert export["torch_version"].startswith("2.13.0")
     model = onnx.load(str(seqnet_work / "model.onnx"))
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]

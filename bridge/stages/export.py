@@ -16,7 +16,7 @@ import numpy as np
 from bridge.errors import BridgeError
 from bridge.spec import InputSpec
 from bridge.stages.export_strategies import (
-    X2PADDLE_OPSETS, ExportCall, first_line, strategies_for_opset, try_strategies,
+    X2PADDLE_OPSETS, ExportCall, first_line, strategies_for_opset, strategy_by_name, try_strategies,
 )
 from bridge.workdir import atomic_path, capture_fds
 
@@ -104,6 +104,7 @@ def export_torch(
     dynamic_axes: dict[str, list[int]] | None = None,
     source_text: str = "model",
     log_path: Path | None = None,
+    strategy: str | None = None,
 ) -> ExportResult:
     """Export with the first strategy that works (``export_strategies.DEFAULT_STRATEGIES``)."""
     import torch
@@ -146,7 +147,7 @@ def export_torch(
         for name in [s.name for s in specs] + output_names:
             axes.setdefault(name, {})[0] = "batch"
     call = ExportCall(module, args, [s.name for s in specs], output_names, axes or None)
-    strategies = strategies_for_opset(opset)
+    strategies = (strategy_by_name(strategy),) if strategy else strategies_for_opset(opset)
     with atomic_path(onnx_path) as tmp:
         context = capture_fds(log_path) if log_path else contextlib.nullcontext()
         with context, warnings.catch_warnings():

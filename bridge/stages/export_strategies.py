@@ -89,10 +89,14 @@ class TorchScriptStrategy:
 
         context = math_attention() if self.plain_attention else contextlib.nullcontext()
         with context:
+            # PRESERVE (the module is in eval mode) skips the exporter's eval peephole, which
+            # folds BatchNorm into Conv under fresh names: initializers keep their state_dict
+            # names, which the weights map relies on. Paddle Inference fuses Conv+BN itself.
             torch.onnx.export(
                 call.module, call.args, str(path), dynamo=False, opset_version=self.opset,
                 input_names=call.input_names, output_names=call.output_names,
                 dynamic_axes=call.dynamic_axes, do_constant_folding=True,
+                training=torch.onnx.TrainingMode.PRESERVE,
             )
         return self.opset
 
@@ -137,6 +141,19 @@ def strategies_for_opset(opset: int | None):
     if opset is None:
         return DEFAULT_STRATEGIES
     return (TorchScriptStrategy(opset), TorchScriptStrategy(opset, plain_attention=True), DynamoStrategy(18, opset))
+
+
+def strategy_by_name(name: str):
+    """The strategy a manifest names (``torchscript+plain-attention@13``, ``dynamo@18->15``)."""
+    import re
+
+    found = re.fullmatch(r"torchscript(\+plain-attention)?@(\d+)", name)
+    if found:
+        return TorchScriptStrategy(int(found.group(2)), plain_attention=bool(found.group(1)))
+    found = re.fullmatch(r"dynamo@(\d+)->(\d+)", name)
+    if found:
+        return DynamoStrategy(int(found.group(1)), int(found.group(2)))
+    raise ValueError(f"unknown export strategy {name!r}")
 
 
 def first_line(exc: BaseException) -> str:

@@ -25,7 +25,8 @@ def run(onnx_in: Path, onnx_out: Path) -> SimplifyResult:
     before = len(model.graph.node)
     result_model, error = model, None
     try:
-        simplified, ok = simplify(model)
+        # skip_fuse_bn: keep BatchNorm's state_dict-named initializers (see the weights map).
+        simplified, ok = simplify(model, skip_fuse_bn=True)
         if ok:
             result_model = simplified
         else:
