@@ -32,6 +32,11 @@ def run_guarded(action: Callable[[], int], debug: bool) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except SystemExit as exc:  # raised by code bridge drives (user modules, tools), not by argparse
+        if debug:
+            traceback.print_exc()
+        _err(f"internal error: SystemExit({exc.code!r}) raised inside bridge's run (rerun with --debug)")
+        return 3
     except Exception as exc:  # a bug in bridge or a tool it drives: one line unless --debug
         if debug:
             traceback.print_exc()

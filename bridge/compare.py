@@ -53,15 +53,24 @@ def compare_arrays(
         return OutputDiff(**base, max_abs_diff=None, max_rel_diff=None, mean_abs_diff=None,
                           failed_elements=int(ref.size), passed=False,
                           problem=f"shape {list(got.shape)} != {list(ref.shape)}")
-    g = got.astype(np.float64)
-    r = ref.astype(np.float64)
-    abs_diff = np.abs(g - r)
-    # Non-finite values must agree exactly (NaN where NaN, same-signed Inf where Inf).
-    nonfinite = ~np.isfinite(g) | ~np.isfinite(r)
-    same_nonfinite = (np.isnan(g) & np.isnan(r)) | (np.isinf(g) & np.isinf(r) & (np.sign(g) == np.sign(r)))
-    abs_diff = np.where(nonfinite, np.where(same_nonfinite, 0.0, np.inf), abs_diff)
-    rel_diff = abs_diff / np.maximum(np.abs(np.where(np.isfinite(r), r, 1.0)), np.finfo(np.float64).tiny)
-    failed = (abs_diff > atol) & (abs_diff > rtol * np.abs(np.where(np.isfinite(r), r, 0.0)))
+    integers = got.dtype.kind in "iub" and ref.dtype.kind in "iub"
+    with np.errstate(invalid="ignore", over="ignore"):
+        if integers:  # exact: float64 cannot tell 2**53 from 2**53 + 1
+            abs_diff = np.abs(got.astype(np.int64) - ref.astype(np.int64)).astype(np.float64)
+            r = ref.astype(np.float64)
+            bad_nonfinite = np.zeros(ref.shape, dtype=bool)
+        else:
+            g = got.astype(np.float64)
+            r = ref.astype(np.float64)
+            abs_diff = np.abs(g - r)
+            # Non-finite values must agree exactly (NaN where NaN, same-signed Inf where Inf).
+            nonfinite = ~np.isfinite(g) | ~np.isfinite(r)
+            same_nonfinite = (np.isnan(g) & np.isnan(r)) | (np.isinf(g) & np.isinf(r) & (np.sign(g) == np.sign(r)))
+            bad_nonfinite = nonfinite & ~same_nonfinite
+            abs_diff = np.where(nonfinite, np.where(same_nonfinite, 0.0, np.inf), abs_diff)
+        finite_ref = np.abs(np.where(np.isfinite(r), r, 0.0))
+        rel_diff = abs_diff / np.maximum(np.where(np.isfinite(r), np.abs(r), 1.0), np.finfo(np.float64).tiny)
+        failed = ((abs_diff > atol) & (abs_diff > rtol * finite_ref)) | bad_nonfinite
     n_failed = int(failed.sum())
     problem = None
     if got.dtype != ref.dtype:

@@ -7,8 +7,11 @@ when all succeeded.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -123,7 +126,7 @@ def step_patch(work: Path) -> str:
     _require_stage(manifest, "simplify")
     src = require_artifact(work, SIMPLIFIED_ONNX, "simplify")
     start = time.perf_counter()
-    result = patch_stage.run(src, work / PATCHED_ONNX)
+    result = patch_stage.run(src, work / PATCHED_ONNX, label=manifest.data["source"]["text"])
     seconds = time.perf_counter() - start
     report = result.report
     manifest.record_stage(
@@ -230,13 +233,34 @@ def convert(
     source = parse_source(source_text)
     input_specs = parse_input_specs(list(input_texts))
     dynamic_axes = parse_dynamic_specs(list(dynamic_texts))
-    check_out_dir(out)
-    with atomic_path(out) as tmp:
-        echo(step_export(tmp, source, input_specs, opset, dynamic_axes, weights))
-        echo(step_simplify(tmp))
-        echo(step_patch(tmp))
-        echo(step_convert(tmp))
+    created_parents = check_out_dir(out)
+    try:
+        with atomic_path(out) as tmp:
+            try:
+                echo(step_export(tmp, source, input_specs, opset, dynamic_axes, weights))
+                echo(step_simplify(tmp))
+                echo(step_patch(tmp))
+                echo(step_convert(tmp))
+            except BridgeError as exc:
+                raise _keep_logs(exc, tmp, out) from exc
+    except BaseException:
+        for folder in created_parents:  # innermost first; only the empty ones we made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     echo(f"converted: {out}/ (run `bridge validate {out}`)")
+
+
+def _keep_logs(exc: BridgeError, tmp: Path, out: Path) -> BridgeError:
+    """The failed build folder is about to be deleted: keep its logs in a folder of their own
+    and point the message there, so "(log: ...)" names a file that exists."""
+    message = str(exc)
+    logs = tmp / LOGS_DIR
+    if logs.is_dir() and str(logs) in message:
+        kept = Path(tempfile.mkdtemp(prefix=f"bridge-{out.name}-logs-"))
+        shutil.copytree(logs, kept, dirs_exist_ok=True)
+        message = message.replace(str(logs), str(kept))
+    return type(exc)(message.replace(str(tmp), str(out)))
 
 
 def _build_runners(work: Path, manifest: Manifest, device: str, threads: int | None, notes: list[str]):

@@ -117,7 +117,7 @@ def _import_source_module(source: Source):
         return importlib.import_module(source.module)
     except ModuleNotFoundError as exc:
         raise BridgeError(f"{source.text}: cannot import module: {exc}") from exc
-    except Exception as exc:  # user code: report whatever it raised, on one line
+    except (Exception, SystemExit) as exc:  # user code: report whatever it raised, on one line
         raise BridgeError(f"{source.text}: importing the module failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -136,7 +136,7 @@ def load_torch_source(source: Source) -> tuple[Any, tuple | None]:
     torch.manual_seed(0)
     try:
         built = target()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit too: user code must not end bridge quietly
         raise BridgeError(f"{source.text}: calling {source.attr}() failed: {type(exc).__name__}: {exc}") from exc
     example = None
     if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):

@@ -95,13 +95,21 @@ def replace_path(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path) -> list[Path]:
+    """Check ``--out`` can be written; returns its missing parent folders (outermost last),
+    which the caller creates and removes again if the run fails."""
     if out.exists() and not out.is_dir():
         raise BridgeError(f"--out {out}: exists and is not a directory")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise BridgeError(f"--out {out}: parent folder {parent} is not writable")
+    missing = []
+    ancestor = out.resolve().parent
+    while not ancestor.exists():
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise BridgeError(f"--out {out}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK):
+        raise BridgeError(f"--out {out}: folder {ancestor} is not writable")
+    return missing
 
 
 def require_artifact(work: Path, name: str, made_by: str) -> Path:
@@ -126,9 +134,13 @@ class Manifest:
         if not path.exists():
             raise BridgeError(f"{path}: missing; {work} is not a bridge work directory")
         try:
-            return cls(work, json.loads(path.read_text()))
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise BridgeError(f"{path}: not valid JSON: {exc}") from exc
+        required = ("source", "inputs", "output_names", "stages")
+        if not isinstance(data, dict) or any(k not in data for k in required):
+            raise BridgeError(f"{path}: not a bridge manifest (needs {', '.join(required)})")
+        return cls(work, data)
 
     def save(self) -> None:
         write_json_atomic(self.work / MANIFEST, self.data)

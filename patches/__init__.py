@@ -15,9 +15,14 @@ from bridge.patches._base import (
     PatchReport,
     op_counts,
 )
+from bridge.patches.constant_infinity import ConstantInfinity
 from bridge.patches.drop_unit_dilations import DropUnitDilations
+from bridge.patches.flatten_dynamic_dims import FlattenDynamicDims
+from bridge.patches.gru_unroll import GruUnroll
+from bridge.patches.lstm_initial_states import LstmInitialStates
 from bridge.patches.maxpool_unbatched import MaxPoolUnbatched
 from bridge.patches.pool_default_strides import PoolDefaultStrides
+from bridge.patches.resize_half_pixel import ResizeHalfPixel
 
 DEFAULT_PATCHES: tuple[Patch, ...] = (
     # First: it makes the graph valid ONNX again (it keeps the pool's other attributes,
@@ -26,6 +31,11 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     # After maxpool_unbatched, which can leave all-ones dilations on the rewritten pool.
     DropUnitDilations(),
     PoolDefaultStrides(),
+    LstmInitialStates(),
+    GruUnroll(),
+    ConstantInfinity(),
+    FlattenDynamicDims(),
+    ResizeHalfPixel(),
 )
 
 PATCHES_BY_NAME = {p.name: p for p in DEFAULT_PATCHES}

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,12 @@ class PatchContext:
         return name
 
     def int64_constant(self, base: str, values: list[int]) -> tuple[str, onnx.NodeProto]:
-        """A Constant node holding an int64 vector; returns (output name, node)."""
+        """A Constant node holding an int64 vector; returns (output name, node). The value is
+        stored as raw_data: X2Paddle 1.6.0's decoder reads tensor attributes from raw_data only."""
         out = self.fresh_name(base)
         node = helper.make_node(
             "Constant", [], [out], name=self.fresh_name(f"{base}_const"),
-            value=helper.make_tensor(out, onnx.TensorProto.INT64, [len(values)], values),
+            value=numpy_helper.from_array(np.array(values, dtype=np.int64), out),
         )
         return out, node
 

@@ -136,11 +136,6 @@ def test_unsigned_difference_does_not_wrap():
     assert d.max_abs_diff == 255.0  # not (0 - 255) % 256 == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compare_arrays casts both arrays to float64, so int64 values above 2**53 that differ "
-    "by 1 compare equal",
-)
 def test_large_int64_difference_detected():
     ref = np.array([2**53], np.int64)
     got = np.array([2**53 + 1], np.int64)

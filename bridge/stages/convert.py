@@ -59,6 +59,17 @@ def mapped_op_types(opset: int) -> set[str]:
     return methods | set(probe.directly_map_ops) | set(probe.elementwise_ops)
 
 
+def describe_node(node) -> str:
+    """``node 'name' (output 'y', OpType)``: the output too, since onnxsim renames nodes."""
+    output = f"output {node.output[0]!r}, " if node.output and node.output[0] != node.name else ""
+    return f"node {node.name or node.output[0]!r} ({output}{node.op_type})"
+
+
+def _node_by_x2paddle_name(model, name: str):
+    """X2Paddle names a node after its first output tensor, sanitized (decoder/onnx_decoder.py)."""
+    return next((n for n in model.graph.node if n.output and x2paddle_name(n.output[0]) == "x2paddle_" + name), None)
+
+
 def check_supported(model) -> None:
     """Name the first node X2Paddle has no mapping for, before it prints a bare refusal."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -68,7 +79,7 @@ def check_supported(model) -> None:
         ops = sorted({n.op_type for n in missing})
         first = missing[0]
         raise UnsupportedModel(
-            f"node {first.name or first.output[0]!r} ({first.op_type}): X2Paddle 1.6.0 has no mapping for "
+            f"{describe_node(first)}: X2Paddle 1.6.0 has no mapping for "
             f"op type{'s' if len(ops) > 1 else ''} {', '.join(ops)} ({len(missing)} node(s))"
         )
 
@@ -99,9 +110,9 @@ def convert_in_process(onnx_in: Path, out_dir: Path) -> None:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         found = re.match(r"convert failed node:(.*), op_type is (\w+)", message)
         if found:  # X2Paddle's print_mapping_info swallowed the cause; it is in __context__
-            raise UnsupportedModel(
-                f"node {found.group(1)!r} ({found.group(2)}): X2Paddle failed to map it{_cause_line(exc)}"
-            ) from exc
+            node = _node_by_x2paddle_name(load_onnx(onnx_in), found.group(1))
+            where = describe_node(node) if node is not None else f"node {found.group(1)!r} ({found.group(2)})"
+            raise UnsupportedModel(f"{where}: X2Paddle failed to map it{_cause_line(exc)}") from exc
         raise BridgeError(f"{onnx_in}: X2Paddle failed: {type(exc).__name__}: {message}") from exc
 
 

@@ -22,7 +22,9 @@ class PatchResult:
         return f"{total} fired ({', '.join(f'{k} ×{v}' for k, v in counts.items())})"
 
 
-def run(onnx_in: Path, onnx_out: Path, patches: tuple[Patch, ...] = DEFAULT_PATCHES) -> PatchResult:
+def run(onnx_in: Path, onnx_out: Path, patches: tuple[Patch, ...] = DEFAULT_PATCHES,
+        label: str | None = None) -> PatchResult:
+    """``label`` names the model in errors (the user's source, not a work-dir artifact)."""
     import onnx
 
     model = load_onnx(onnx_in)
@@ -31,7 +33,7 @@ def run(onnx_in: Path, onnx_out: Path, patches: tuple[Patch, ...] = DEFAULT_PATC
         onnx.checker.check_model(patched, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = str(exc).strip().splitlines()[0]
-        raise BridgeError(f"{onnx_in}: not valid ONNX after patching: {first}") from exc
+        raise BridgeError(f"{label or onnx_in}: not valid ONNX after patching: {first}") from exc
     with atomic_path(onnx_out) as tmp:
         onnx.save(patched, str(tmp))
     return PatchResult(report)
