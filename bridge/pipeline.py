@@ -272,19 +272,13 @@ def _build_runners(work: Path, manifest: Manifest, device: str, threads: int | N
     output_names = manifest.data["output_names"]
     frameworks = ("onnxruntime", "paddle")
     built: dict[str, r.Runner] = {}
-    source = manifest.data.get("source", {})
-    torch_module = None
-    if source.get("kind") == "torch":
-        try:
-            import torch
-
-            torch_module, _ = load_torch_source(parse_source(source["resolved"]))
-            state = torch.load(work / TORCH_STATE, weights_only=True)
-            torch_module.load_state_dict(state)
-            frameworks += ("torch",)
-        except BridgeError as exc:
-            notes.append(f"torch runner skipped: {exc}")
-            torch_module = None
+    try:
+        torch_module = _torch_module(work, manifest)
+    except BridgeError as exc:  # e.g. a copied folder whose source module is not importable here
+        notes.append(f"torch runner skipped: {exc}")
+        torch_module = None
+    if torch_module is not None:
+        frameworks += ("torch",)
     r.check_device(device, frameworks)
     if torch_module is not None:
         built["torch"] = r.TorchRunner(torch_module, input_names, output_names, device)
@@ -294,6 +288,20 @@ def _build_runners(work: Path, manifest: Manifest, device: str, threads: int | N
     built["paddle_inference"] = r.PaddleInferenceRunner(paddle_dir, inputs, conv["paddle_outputs"], device, threads)
     built["paddle_dygraph"] = r.PaddleDygraphRunner(paddle_dir, inputs, conv["paddle_outputs"], device)
     return built
+
+
+def _build_stage_runners(work: Path, device: str, threads: int | None):
+    """ONNX Runtime on the exported and simplified models, for the per-stage diff. The raw
+    export may be invalid ONNX (the seed's is): then the stage is reported as not runnable."""
+    from bridge import runners as r
+
+    built, errors = {}, {}
+    for name, artifact in (("ort_exported", EXPORTED_ONNX), ("ort_simplified", SIMPLIFIED_ONNX)):
+        try:
+            built[name] = r.OrtRunner(work / artifact, device, threads)
+        except BridgeError as exc:
+            errors[name] = str(exc).split(": ", 1)[-1]
+    return built, errors
 
 
 def validate(
@@ -312,10 +320,12 @@ def validate(
     start = time.perf_counter()
     with capture_fds(work / LOGS_DIR / "validate.log"):
         runners = _build_runners(work, manifest, device, threads, notes)
+        stage_runners, stage_errors = _build_stage_runners(work, device, threads)
         feeds = {b: export_stage.random_inputs(specs, batch=b, seed=b) for b in batch_sizes}
         report = validate_stage.run(
             runners, ["onnxruntime", "torch"], feeds, device=device,
             atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
+            stage_runners=stage_runners, stage_errors=stage_errors,
         )
     report.notes.extend(notes)
     seconds = time.perf_counter() - start

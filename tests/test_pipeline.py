@@ -150,3 +150,27 @@ def test_stage_scripts_run_in_order(tmp_path):
     assert "maxpool_unbatched ×4" in run("03_patch.py", str(work))
     assert run("04_convert.py", str(work)).startswith("convert:")
     assert "PASSED" in run("05_validate.py", str(work), "--batch-sizes", "1")
+
+
+def test_stage_diff_names_the_first_divergent_stage(seqnet_work, tmp_path):
+    """The seed's raw export cannot run in ORT (reported, not failed); a fault planted in the
+    patched ONNX is named as the first stage over tolerance."""
+    from onnx import numpy_helper
+
+    report = pipeline.validate(seqnet_work, batch_sizes=(1,))
+    by_stage = {s.stage: s for s in report.stage_diffs}
+    assert by_stage["export"].passed is None and "dilations" in by_stage["export"].error
+    assert by_stage["patch"].passed and by_stage["convert"].passed
+    assert report.first_divergent_stage is None
+
+    work = tmp_path / "w"
+    shutil.copytree(seqnet_work, work)
+    model = onnx.load(str(work / "model.patched.onnx"))
+    bias = next(i for i in model.graph.initializer if i.name == "fc2.bias")
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 0.25, "fc2.bias"))
+    onnx.save(model, str(work / "model.patched.onnx"))
+    report = pipeline.validate(work, batch_sizes=(1,))
+    assert not report.passed
+    assert report.first_divergent_stage == "patch"
+    assert {s.stage: s.passed for s in report.stage_diffs}["convert"] is True
+    assert "first stage over tolerance: patch" in report.render()
