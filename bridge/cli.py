@@ -80,15 +80,19 @@ def _cmd_validate(args) -> int:
 def _cmd_stage(args) -> int:
     from bridge import pipeline
     from bridge.spec import parse_dynamic_specs, parse_input_specs, parse_source
+    from bridge.workdir import Manifest, work_lock
 
     work = Path(args.dir)
-    if args.stage == "export":
-        line = pipeline.step_export(work, parse_source(args.source), parse_input_specs(args.input or []),
-                                    args.opset, parse_dynamic_specs(args.dynamic or []),
-                                    Path(args.weights) if args.weights else None)
-    else:
-        line = {"simplify": pipeline.step_simplify, "patch": pipeline.step_patch,
-                "convert": pipeline.step_convert}[args.stage](work)
+    if args.stage != "export":
+        Manifest.load(work)  # a clear error for a folder that is not a work directory, before locking
+    with work_lock(work):
+        if args.stage == "export":
+            line = pipeline.step_export(work, parse_source(args.source), parse_input_specs(args.input or []),
+                                        args.opset, parse_dynamic_specs(args.dynamic or []),
+                                        Path(args.weights) if args.weights else None)
+        else:
+            line = {"simplify": pipeline.step_simplify, "patch": pipeline.step_patch,
+                    "convert": pipeline.step_convert}[args.stage](work)
     print(line)
     return 0
 

@@ -29,7 +29,7 @@ from bridge.stages import validate as validate_stage
 from bridge.workdir import (
     EXPORTED_ONNX, LOGS_DIR, PADDLE_DIR, PATCHED_ONNX, SIMPLIFIED_ONNX, TORCH_STATE,
     VALIDATION_JSON, VALIDATION_TXT, Manifest, atomic_path, capture_fds, check_out_dir,
-    require_artifact, sha256_file, sha256_tree, write_json_atomic, write_text_atomic,
+    require_artifact, sha256_file, sha256_tree, work_lock, write_json_atomic, write_text_atomic,
 )
 
 DEFAULT_BATCH_SIZES = (1, 2, 8)
@@ -181,6 +181,12 @@ def step_convert(work: Path) -> str:
 
 
 def load_weights(work: Path, weights_file: Path) -> str:
+    Manifest.load(work)
+    with work_lock(work):
+        return _load_weights(work, weights_file)
+
+
+def _load_weights(work: Path, weights_file: Path) -> str:
     """Load a later torch checkpoint into the converted model through the weights map, without
     rerunning X2Paddle. The ONNX files are re-exported with the new weights (the cheap stages)
     and the result is validated before it replaces ``work``; on a mismatch nothing changes."""
@@ -235,7 +241,7 @@ def convert(
     dynamic_axes = parse_dynamic_specs(list(dynamic_texts))
     created_parents = check_out_dir(out)
     try:
-        with atomic_path(out) as tmp:
+        with work_lock(out), atomic_path(out) as tmp:
             try:
                 echo(step_export(tmp, source, input_specs, opset, dynamic_axes, weights))
                 echo(step_simplify(tmp))
@@ -308,6 +314,12 @@ def validate(
     work: Path, *, device: str = "cpu", batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     atol: float | None = None, rtol: float | None = None, threads: int | None = None,
 ) -> validate_stage.ValidationReport:
+    Manifest.load(work)  # a clear error for a folder that is not a work directory, before locking
+    with work_lock(work):
+        return _validate(work, device=device, batch_sizes=batch_sizes, atol=atol, rtol=rtol, threads=threads)
+
+
+def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads) -> validate_stage.ValidationReport:
     from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL
 
     manifest = Manifest.load(work)

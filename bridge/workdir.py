@@ -7,6 +7,7 @@ Single files (a stage rerun from ``scripts/``) are written to a temp name and re
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -49,7 +50,7 @@ def sha256_tree(path: Path) -> dict[str, str]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -110,6 +111,55 @@ def check_out_dir(out: Path) -> list[Path]:
     if not os.access(ancestor, os.W_OK):
         raise BridgeError(f"--out {out}: folder {ancestor} is not writable")
     return missing
+
+
+def _lock_path(work: Path) -> Path:
+    # Beside the folder, not in it: the folder itself is replaced by a rename.
+    return work.resolve().parent / f".{work.name}.lock"
+
+
+@contextlib.contextmanager
+def work_lock(work: Path) -> Iterator[None]:
+    """Hold ``work`` for this process; another bridge process gets one line naming our pid.
+
+    An ``flock`` is released by the kernel when its process dies, so a killed run never
+    holds a folder. Holding the lock also means no one else is writing there, so leftover
+    temporary folders of killed runs are removed now.
+    """
+    path = _lock_path(work)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise BridgeError(f"{work}: in use by pid {holder} (lock {path}); wait for it or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_stale_temps(work)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(work: Path) -> list[Path]:
+    """Temporary siblings (``.NAME.tmp-*``, ``.NAME.old-*``) and temporaries inside ``work``
+    left by a killed run. Call only while holding ``work_lock(work)``."""
+    found = list(work.resolve().parent.glob(f".{work.name}.tmp-*")) + list(work.resolve().parent.glob(f".{work.name}.old-*"))
+    if work.is_dir():
+        found += [p for p in work.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name or p.name.startswith(".load-weights-")]
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return found
 
 
 def require_artifact(work: Path, name: str, made_by: str) -> Path:

@@ -1,0 +1,106 @@
+"""Interruptions, concurrent runs, determinism and the network: what a build script relies on."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge import pipeline
+from bridge.workdir import work_lock
+from tests.test_x2paddle_shims import NETWORK_AUDIT_SITE, read_audit, sitecustomize_env
+
+SEED = "bridge.models.seqnet:seqnet"
+
+
+def bridge(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bridge", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_out_in_use_names_the_pid(tmp_path):
+    out = tmp_path / "out"
+    with work_lock(out):
+        proc = bridge("convert", SEED, "--out", str(out))
+    assert proc.returncode == 2
+    assert f"in use by pid {os.getpid()}" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_two_conversions_into_different_folders_both_succeed(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "bridge", "convert", SEED, "--out", str(tmp_path / name)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert (tmp_path / "a" / "paddle" / "model.pdparams").is_file()
+    assert (tmp_path / "b" / "paddle" / "model.pdparams").is_file()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_interrupted_conversion_leaves_previous_output(seqnet_work, tmp_path, sig):
+    """Kill a real conversion during its convert stage (X2Paddle running): the previous
+    output is untouched; the next run cleans up what the killed one left and succeeds."""
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(seqnet_work), str(out)], check=True)
+    (out / "marker.txt").write_text("previous run")
+    before = snapshot(out)
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "convert", SEED, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until X2Paddle writes its log in the build folder
+        if any((p / "out" / "logs" / "convert.log").exists() for p in tmp_path.glob(".out.tmp-*")):
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the conversion never reached its convert stage")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err
+        assert temporaries(out) == []  # cleaned up on the way out
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert snapshot(out) == before
+    rerun = bridge("convert", SEED, "--out", str(out))
+    assert rerun.returncode == 0, rerun.stderr
+    assert temporaries(out) == []
+    assert not (out / "marker.txt").exists()  # replaced by the fresh conversion
+
+
+def test_fresh_conversions_are_byte_identical(seqnet_work, tmp_path):
+    other = tmp_path / "again"
+    pipeline.convert(SEED, other, echo=lambda line: None)
+    first = json.loads((seqnet_work / "manifest.json").read_text())["stages"]
+    second = json.loads((other / "manifest.json").read_text())["stages"]
+    for stage in ("export", "simplify", "patch", "convert"):
+        assert first[stage]["outputs"] == second[stage]["outputs"], stage
+        assert first[stage]["outputs"]  # hashes were recorded
+
+
+def test_convert_and_validate_open_no_network_connection(tmp_path):
+    log = tmp_path / "net.jsonl"
+    env = sitecustomize_env(tmp_path / "site", NETWORK_AUDIT_SITE, BRIDGE_TEST_NET_LOG=str(log))
+    out = tmp_path / "out"
+    assert bridge("convert", SEED, "--out", str(out), env=env).returncode == 0
+    assert bridge("validate", str(out), "--batch-sizes", "1", env=env).returncode == 0
+    events, exited = read_audit(log)
+    assert events == []
+    # the audit really ran in every process: the CLI runs and X2Paddle's children
+    assert any(argv and argv[0].endswith("bridge/stages/convert.py") for argv in exited)
+    assert len(exited) >= 4
