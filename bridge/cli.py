@@ -59,7 +59,8 @@ def _cmd_convert(args) -> int:
     from bridge import pipeline
 
     pipeline.convert(args.source, Path(args.out), args.input or [], opset=args.opset,
-                     dynamic_texts=args.dynamic or [], weights=Path(args.weights) if args.weights else None)
+                     dynamic_texts=args.dynamic or [], weights=Path(args.weights) if args.weights else None,
+                     force=args.force)
     return 0
 
 
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--out", required=True, help="work directory to write (replaced atomically)")
     conv.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]",
                       help="model input, e.g. x:2x12x5000:float32 (repeatable)")
+    conv.add_argument("--force", action="store_true",
+                      help="rerun every stage (default: reuse stages whose inputs and tools are unchanged)")
     conv.add_argument("--weights", metavar="FILE",
                       help="state_dict to load before export (.pt/.pth via weights_only=True, or .safetensors)")
     conv.add_argument("--dynamic", action="append", metavar="NAME:AXIS",

@@ -36,8 +36,24 @@ DEFAULT_BATCH_SIZES = (1, 2, 8)
 TOOLS = ("torch", "onnx", "onnxruntime", "onnxsim", "x2paddle", "paddlepaddle", "numpy")
 
 
+def _bridge_code_hash() -> str:
+    """sha256 over bridge's own sources: the "tool version" of bridge itself for the cache."""
+    import hashlib
+
+    package = Path(__file__).resolve().parent
+    roots = [package, Path(__import__("bridge.patches").patches.__file__).resolve().parent]
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def tool_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"bridge": __version__, "python": platform.python_version()}
+    versions: dict[str, str | None] = {
+        "bridge": __version__, "bridge_code_sha256": _bridge_code_hash(), "python": platform.python_version(),
+    }
     for dist in TOOLS:
         try:
             versions[dist] = importlib.metadata.version(dist)
@@ -165,7 +181,7 @@ def step_convert(work: Path) -> str:
                                  manifest.data.get("dynamic_axes"), work / PADDLE_DIR, log)
     seconds = time.perf_counter() - start
     manifest.record_stage(
-        "convert", seconds=seconds, inputs=[PATCHED_ONNX], outputs=[PADDLE_DIR],
+        "convert", seconds=seconds, inputs=_convert_reads(work), outputs=[PADDLE_DIR],
         paddle_inputs=result.inputs, paddle_outputs=result.outputs,
         x2paddle_opset=result.x2paddle_opset, relocated_paths=result.relocated_paths,
         notes=result.notes, log=str(log.relative_to(work)),
@@ -231,22 +247,73 @@ def _load_weights(work: Path, weights_file: Path) -> str:
             f"validated at batch 2 ({report.summary()})")
 
 
+def _convert_reads(work: Path) -> list[str]:
+    # The weights map is built from the torch weights too.
+    return [PATCHED_ONNX] + ([TORCH_STATE] if (work / TORCH_STATE).exists() else [])
+
+
+# What each cacheable stage reads and writes. Export always runs: it is cheap, and its
+# byte-identical output (same model, same options) is what lets the later stages be reused.
+STAGE_STEPS = (
+    ("simplify", step_simplify, lambda work: [EXPORTED_ONNX], [SIMPLIFIED_ONNX]),
+    ("patch", step_patch, lambda work: [SIMPLIFIED_ONNX], [PATCHED_ONNX]),
+    ("convert", step_convert, _convert_reads, [PADDLE_DIR]),
+)
+
+
+def _hashes(work: Path, names: list[str]) -> dict[str, str]:
+    return {k: v for n in names if (work / n).exists() for k, v in sha256_tree(work / n).items()}
+
+
+def _reuse_stage(stage: str, reads: list[str], writes: list[str], work: Path, previous: Manifest | None) -> bool:
+    """Copy a stage's artifacts from the previous run when what it read, the tool versions
+    and bridge's own code are unchanged, and its artifacts are still as recorded."""
+    if previous is None:
+        return False
+    old = previous.data["stages"].get(stage)
+    fresh = Manifest.load(work)
+    if not old or previous.data.get("tools") != fresh.data.get("tools"):
+        return False
+    if _hashes(work, reads) != old["inputs"] or _hashes(previous.work, writes) != old["outputs"]:
+        return False
+    for name in writes:
+        src = previous.work / name
+        if src.is_dir():
+            shutil.copytree(src, work / name)
+        else:
+            shutil.copy2(src, work / name)
+    fresh.data["stages"][stage] = {**old, "cached": True}
+    fresh.save()
+    return True
+
+
 def convert(
     source_text: str, out: Path, input_texts: list[str] = (), opset: int | None = None,
     dynamic_texts: list[str] = (), weights: Path | None = None, echo: Callable[[str], None] = print,
+    force: bool = False,
 ) -> None:
-    """export → simplify → patch → convert into ``out``, atomically."""
+    """export → simplify → patch → convert into ``out``, atomically. A stage whose inputs,
+    tools and bridge code are unchanged since the previous run into ``out`` is reused, unless
+    ``force``."""
     source = parse_source(source_text)
     input_specs = parse_input_specs(list(input_texts))
     dynamic_axes = parse_dynamic_specs(list(dynamic_texts))
     created_parents = check_out_dir(out)
     try:
         with work_lock(out), atomic_path(out) as tmp:
+            previous = None
+            if not force and (out / "manifest.json").exists():
+                with contextlib.suppress(BridgeError):
+                    previous = Manifest.load(out)
+            reused = 0
             try:
                 echo(step_export(tmp, source, input_specs, opset, dynamic_axes, weights))
-                echo(step_simplify(tmp))
-                echo(step_patch(tmp))
-                echo(step_convert(tmp))
+                for stage, step, reads, writes in STAGE_STEPS:
+                    if _reuse_stage(stage, reads(tmp), writes, tmp, previous):
+                        reused += 1
+                        echo(f"{stage}: reused from the previous run (inputs, tools and bridge unchanged)")
+                    else:
+                        echo(step(tmp))
             except BridgeError as exc:
                 raise _keep_logs(exc, tmp, out) from exc
     except BaseException:
@@ -254,7 +321,10 @@ def convert(
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
-    echo(f"converted: {out}/ (run `bridge validate {out}`)")
+    if reused == len(STAGE_STEPS):
+        echo(f"converted: {out}/ unchanged, no stage rerun (--force reruns everything)")
+    else:
+        echo(f"converted: {out}/ (run `bridge validate {out}`)")
 
 
 def _keep_logs(exc: BridgeError, tmp: Path, out: Path) -> BridgeError:

@@ -53,11 +53,6 @@ def load_params(pdparams: Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in paddle.load(str(pdparams)).items()}
 
 
-def _from_weights(value: np.ndarray) -> bool:
-    """A float tensor with more than one element: a weight, not a shape or index constant."""
-    return value.dtype.kind == "f" and value.size > 1
-
-
 def probe_module(module, seed: int = 20241126):
     """A copy of ``module`` whose floating parameters and buffers hold unique values in
     [0.5, 1.5) (positive, so BatchNorm variances stay valid)."""
@@ -93,15 +88,20 @@ def build(module, export_record: dict[str, Any], input_specs, dynamic_axes, padd
     torch_probe = {k: v.detach().cpu().numpy() for k, v in probe.state_dict().items()}
     real = load_params(paddle_dir / "model.pdparams")
     entries: dict[str, Any] = {}
+    unmapped = []
     for key, value in real.items():
         entry = {"shape": list(value.shape), "dtype": str(value.dtype), "torch_key": None, "transform": None}
         probe_value = probe_params.get(key)
-        if probe_value is not None and probe_value.shape == value.shape and _from_weights(probe_value):
+        if probe_value is not None and probe_value.shape == value.shape and probe_value.dtype.kind == "f":
             hits = [(k, t) for k, v in torch_probe.items() if (t := _transform(v, probe_value)) is not None]
             if hits:  # several hits only for tied tensors (one storage, several keys)
                 entry.update(torch_key=hits[0][0], transform=hits[0][1])
+        # Not from a single torch tensor: a constant if the probe left it unchanged, else a
+        # value computed from several weights, which no map can reload.
+        if entry["torch_key"] is None and value.dtype.kind == "f" and not (
+                probe_value is not None and np.array_equal(probe_value, value)):
+            unmapped.append(key)
         entries[key] = entry
-    unmapped = sorted(k for k, e in entries.items() if e["torch_key"] is None and _from_weights(real[k]))
     result = {"params": entries, "unmapped": unmapped,
               "torch_keys_used": sorted({e["torch_key"] for e in entries.values() if e["torch_key"]})}
     (paddle_dir / MAP_FILE).write_text(json.dumps(result, indent=1) + "\n")

@@ -31,6 +31,7 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     # After maxpool_unbatched, which can leave all-ones dilations on the rewritten pool.
     DropUnitDilations(),
     PoolDefaultStrides(),
+    # The rest touch disjoint op types and do not depend on each other's output.
     LstmInitialStates(),
     GruUnroll(),
     ConstantInfinity(),

@@ -173,7 +173,13 @@ class _Unroller:
             self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.ctx.fresh_name(f"{self.base}_{op_type.lower()}"), **attrs))
 
         if outputs:  # Y: [T, num_directions, N, H]
-            emit("Concat", outputs, self.node.output[0], axis=1) if len(outputs) > 1 else emit("Identity", outputs, self.node.output[0])
+            if len(outputs) > 1:
+                emit("Concat", outputs, self.node.output[0], axis=1)
+            else:
+                emit("Identity", outputs, self.node.output[0])
         if len(self.node.output) > 1 and self.node.output[1]:  # Y_h: [num_directions, N, H]
-            emit("Concat", finals, self.node.output[1], axis=0) if len(finals) > 1 else emit("Identity", finals, self.node.output[1])
+            if len(finals) > 1:
+                emit("Concat", finals, self.node.output[1], axis=0)
+            else:
+                emit("Identity", finals, self.node.output[1])
         return self.nodes

@@ -104,3 +104,24 @@ def test_convert_and_validate_open_no_network_connection(tmp_path):
     # the audit really ran in every process: the CLI runs and X2Paddle's children
     assert any(argv and argv[0].endswith("bridge/stages/convert.py") for argv in exited)
     assert len(exited) >= 4
+
+
+def test_rerun_reuses_unchanged_stages_and_force_reruns(seqnet_work, tmp_path):
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(seqnet_work), str(out)], check=True)
+    again = bridge("convert", SEED, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith("export:")
+    for stage in ("simplify", "patch", "convert"):
+        assert f"{stage}: reused from the previous run" in again.stdout
+    assert "unchanged, no stage rerun" in lines[-1]
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert all(stages[s].get("cached") for s in ("simplify", "patch", "convert"))
+    assert snapshot(out / "paddle") == snapshot(seqnet_work / "paddle")
+    # a different export (another opset) changes every later input: all stages rerun
+    changed = bridge("convert", SEED, "--out", str(out), "--opset", "15")
+    assert changed.returncode == 0 and "reused" not in changed.stdout
+    forced = bridge("convert", SEED, "--out", str(out), "--opset", "15", "--force")
+    assert forced.returncode == 0 and "reused" not in forced.stdout
+    assert "convert: " in forced.stdout and "X2Paddle" in forced.stdout
