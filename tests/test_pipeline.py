@@ -174,3 +174,19 @@ def test_stage_diff_names_the_first_divergent_stage(seqnet_work, tmp_path):
     assert report.first_divergent_stage == "patch"
     assert {s.stage: s.passed for s in report.stage_diffs}["convert"] is True
     assert "first stage over tolerance: patch" in report.render()
+
+
+def test_inference_settings_saved_and_used(seqnet_work):
+    from bridge.runners import inference_config
+
+    settings = json.loads((seqnet_work / "paddle" / "inference_config.json").read_text())
+    assert settings["cpu"]["mkldnn"] is True
+    config = inference_config(seqnet_work / "paddle" / "inference_model", threads=2)
+    assert config.mkldnn_enabled() and config.cpu_math_library_num_threads() == 2
+
+
+def test_cli_help_imports_neither_torch_nor_paddle():
+    code = "import sys; from bridge.cli import build_parser; build_parser(); " \
+           "print(sorted(m for m in ('torch', 'paddle', 'onnx', 'onnxruntime') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
