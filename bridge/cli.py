@@ -99,9 +99,9 @@ def _cmd_stage(args) -> int:
 
 
 def _cmd_load_weights(args) -> int:
-    from bridge import pipeline
+    from bridge.load_weights import load_weights
 
-    print(pipeline.load_weights(Path(args.dir), Path(args.file)))
+    print(load_weights(Path(args.dir), Path(args.file)))
     return 0
 
 

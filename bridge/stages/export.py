@@ -6,7 +6,6 @@ import inspect
 import re
 import shutil
 import warnings
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
