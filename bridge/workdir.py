@@ -124,27 +124,39 @@ def work_lock(work: Path) -> Iterator[None]:
 
     An ``flock`` is released by the kernel when its process dies, so a killed run never
     holds a folder. Holding the lock also means no one else is writing there, so leftover
-    temporary folders of killed runs are removed now.
+    temporary folders of killed runs are removed now. The lock file is removed on release
+    (a waiter that opened the unlinked file notices by its inode and retries).
     """
     path = _lock_path(work)
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
             raise BridgeError(f"{work}: in use by pid {holder} (lock {path}); wait for it or stop it") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us removed this file while we waited: take the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         remove_stale_temps(work)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
 
 
 def remove_stale_temps(work: Path) -> list[Path]:

@@ -7,7 +7,9 @@ target shape, and a dynamic dim is ``-1`` there: ``Flatten(x: [N, 16], axis=2)``
 inference model (``AssertionError: In transformed code: ... paddle.reshape(..., shape=[-16,
 1])``, from ``get_attr_shape``), and a wrong shape wherever a product happens to stay valid.
 The TorchScript exporter writes such Flattens in Hugging Face attention-mask code. With a
-single dynamic dim the ``-1`` of Reshape is exact.
+single dynamic dim the ``-1`` of Reshape is exact. The common ``torch.flatten(x, 1)`` on
+``[N, C, ...]`` is left alone: there the dynamic dim is alone in its group and X2Paddle's
+product is the right ``-1``.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ class FlattenDynamicDims(Patch):
             return MatchResult.fail("every dim is static: X2Paddle's product is right")
         if len(dynamic) > 1:
             return MatchResult.fail(f"{len(dynamic)} dynamic dims: one -1 cannot stand for them")
+        if shape[:axis] == dynamic or shape[axis:] == dynamic:
+            return MatchResult.fail("the dynamic dim is alone in its group: X2Paddle's product is -1, which is right")
         return MATCH
 
     def rewrite(self, ctx: PatchContext, node: onnx.NodeProto) -> list[onnx.NodeProto]:

@@ -270,7 +270,7 @@ def render_readme(data: dict) -> str:
     passed = sum(r["outcome"] == "pass" for r in data["results"])
     known = sum(r["outcome"] == "known failure" for r in data["results"])
     lines += ["", f"{passed}/{len(data['results'])} models pass ({known} known failure(s), listed in "
-              "`KNOWN_FAILURES` in scripts/zoo.py). Work directories: `{data['out']}/<model>/` "
+              f"`KNOWN_FAILURES` in scripts/zoo.py). Work directories: `{data['out']}/<model>/` "
               "(manifest, ONNX at each stage, Paddle model, validation.txt); `<model>.log` has the CLI output.", ""]
     return "\n".join(lines)
 

@@ -59,7 +59,7 @@ def test_interrupted_conversion_leaves_previous_output(seqnet_work, tmp_path, si
     subprocess.run(["cp", "-r", str(seqnet_work), str(out)], check=True)
     (out / "marker.txt").write_text("previous run")
     before = snapshot(out)
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "convert", SEED, "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "convert", SEED, "--out", str(out), "--force"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until X2Paddle writes its log in the build folder

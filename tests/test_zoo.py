@@ -1,7 +1,7 @@
-"""The zoo's cheapest models end to end through `scripts/zoo.py --only` (the real CLI, each in
-its own process), at batch 1 and 2: every runner within 1e-5 of torch and ONNX Runtime. They
-are the models the new patches exist for: signal_pools (patches repeating until stable),
-lstm_text (lstm_initial_states), gru_text (gru_unroll)."""
+"""Two cheap zoo models end to end through `scripts/zoo.py --only` (the real CLI, each in its
+own process), at batch 1 and 2: every runner within 1e-5 of torch and ONNX Runtime (the issue
+asks <= 1e-4). They need the newer patches: signal_pools (patches repeated until stable, pool
+variants), gru_text (gru_unroll). About 30 s on 2 idle cores."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHEAP = ("signal_pools", "lstm_text", "gru_text")
+CHEAP = ("signal_pools", "gru_text")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,6 @@ def test_zoo_cheap_models_pass(zoo_run):
             assert r["max_abs_vs_torch"][runner] <= 1e-5, (name, runner)
     fired = {name: r["patches_fired"] for name, r in results.items()}
     assert fired["signal_pools"]["maxpool_unbatched"] == 4
-    assert fired["lstm_text"] == {"lstm_initial_states": 2}
     assert fired["gru_text"] == {"gru_unroll": 1}
 
 
