@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bridge import __version__, weights_map
+from bridge import __version__, inference_settings, weights_map
 from bridge.errors import BridgeError
 from bridge.spec import (
     InputSpec, Source, load_torch_source, parse_dynamic_specs, parse_input_specs, parse_source,
@@ -173,10 +173,13 @@ def step_convert(work: Path) -> str:
     log = work / LOGS_DIR / "convert.log"
     start = time.perf_counter()
     result = convert_stage.run(src, work / PADDLE_DIR, log)
+    specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
+    feeds = [export_stage.random_inputs(specs, batch=b, seed=100 + b) for b in (1, 2)]
+    with capture_fds(log):
+        settings = inference_settings.choose(work / PADDLE_DIR, feeds, result.inputs, result.outputs)
     module = _torch_module(work, manifest)
     wmap = None
     if module is not None:
-        specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
         wmap = weights_map.build(module, manifest.data["stages"]["export"], specs,
                                  manifest.data.get("dynamic_axes"), work / PADDLE_DIR, log)
     seconds = time.perf_counter() - start
@@ -185,11 +188,13 @@ def step_convert(work: Path) -> str:
         paddle_inputs=result.inputs, paddle_outputs=result.outputs,
         x2paddle_opset=result.x2paddle_opset, relocated_paths=result.relocated_paths,
         notes=result.notes, log=str(log.relative_to(work)),
+        inference_settings={"chosen": settings["chosen"], "tried": settings["tried"]},
         weights_map=None if wmap is None else {
             "params": len(wmap["params"]), "torch_keys": len(wmap["torch_keys_used"]), "unmapped": wmap["unmapped"]},
     )
     manifest.save()
-    mapped = f"; weights map: {len(wmap['torch_keys_used'])} torch keys" if wmap else ""
+    mapped = f"; inference settings {settings['chosen']}"
+    mapped += f"; weights map: {len(wmap['torch_keys_used'])} torch keys" if wmap else ""
     if wmap and wmap["unmapped"]:
         mapped += f", {len(wmap['unmapped'])} params unmapped"
     return (f"convert: {seconds:.1f}s X2Paddle -> {PADDLE_DIR}/ (code, params, inference model){mapped}; "

@@ -6,7 +6,6 @@ when the GPU path lacks a GPU or a GPU build.
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -96,32 +95,17 @@ class OrtRunner:
         return dict(zip(self.output_names, outs))
 
 
-INFERENCE_SETTINGS_FILE = "inference_config.json"
-
-# The Paddle Inference settings bridge chooses; written beside each converted model as
-# paddle/inference_config.json, read back by inference_config(). CPU: oneDNN on (SeqNet at
-# batch 8 ran 5.3x slower than ONNX Runtime with Paddle's default CPU config, 0.74x with it).
-DEFAULT_INFERENCE_SETTINGS = {
-    "cpu": {"mkldnn": True, "mkldnn_cache_capacity": 16, "math_threads": None},
-    "gpu": {"memory_pool_mb": 256, "device_id": 0},
-    "glog_info": False,
-}
-
-
-def write_inference_settings(paddle_dir: Path) -> Path:
-    path = paddle_dir / INFERENCE_SETTINGS_FILE
-    path.write_text(json.dumps(DEFAULT_INFERENCE_SETTINGS, indent=2) + "\n")
-    return path
-
-
-def inference_config(inference_dir: Path, device: str = "cpu", threads: int | None = None):
+def inference_config(inference_dir: Path, device: str = "cpu", threads: int | None = None,
+                     settings: dict | None = None):
     """The ``paddle.inference.Config`` for a converted model, from the settings saved beside it
-    (``paddle/inference_config.json``; bridge's defaults when absent). Used by validate, bench
-    and users' own serving code alike; ``threads`` overrides the saved CPU thread count."""
+    (``paddle/inference_config.json``, chosen and checked at convert time by
+    ``bridge.inference_settings``). Used by validate, bench and users' serving code alike;
+    ``threads`` overrides the saved CPU thread count."""
     from paddle import inference
 
-    settings_path = inference_dir.parent / INFERENCE_SETTINGS_FILE
-    settings = json.loads(settings_path.read_text()) if settings_path.exists() else DEFAULT_INFERENCE_SETTINGS
+    from bridge.inference_settings import read_settings
+
+    settings = settings if settings is not None else read_settings(inference_dir.parent)
     model_file = inference_dir / "model.json"
     if not model_file.exists():
         model_file = inference_dir / "model.pdmodel"  # Paddle 2.x layout
@@ -136,6 +120,8 @@ def inference_config(inference_dir: Path, device: str = "cpu", threads: int | No
             config.set_mkldnn_cache_capacity(cpu["mkldnn_cache_capacity"])  # kernel cache per input shape
         if threads or cpu.get("math_threads"):
             config.set_cpu_math_library_num_threads(threads or cpu["math_threads"])
+    for name in settings.get("delete_passes", []):
+        config.delete_pass(name)
     if not settings.get("glog_info", False):
         config.disable_glog_info()
     return config
@@ -145,11 +131,11 @@ class PaddleInferenceRunner:
     name = "paddle_inference"
 
     def __init__(self, paddle_dir: Path, inputs: dict[str, str], output_names: list[str],
-                 device: str = "cpu", threads: int | None = None):
+                 device: str = "cpu", threads: int | None = None, settings: dict | None = None):
         from paddle import inference
 
         self.predictor = inference.create_predictor(
-            inference_config(paddle_dir / "inference_model", device, threads)
+            inference_config(paddle_dir / "inference_model", device, threads, settings)
         )
         self.inputs = inputs
         self.output_names = output_names

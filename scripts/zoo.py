@@ -67,19 +67,9 @@ class KnownFailure:
 # Models that do not pass yet, with the reason. Reported in the table, never hidden. A model
 # listed here that passes makes the run fail (XPASS), so the table cannot go stale; one that
 # fails anywhere but in ``runner`` is an ordinary FAIL.
-_INPLACE = ("Paddle Inference's inplace_pass (Paddle 3.3.1, CPU) computes wrong values for this "
-            "program: the same inference model is right under paddle.jit.load and dygraph, and right "
-            "in the predictor with config.delete_pass('inplace_pass') (max abs 1e-6); the fix "
-            "belongs in bridge.runners.inference_config")
-KNOWN_FAILURES: dict[str, KnownFailure] = {
-    "unet": KnownFailure("paddle_inference", (
-        "Paddle Inference 3.3.1 cannot run bilinear_interp under oneDNN at all: NotImplementedError "
-        "ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute<pir::DoubleAttribute>] "
-        "(any scale_factor/size form); config.delete_pass('onednn_placement_pass') runs it (max abs "
-        "6e-8); the fix belongs in bridge.runners.inference_config")),
-    "hf_bert": KnownFailure("paddle_inference", _INPLACE),
-    "hf_vit": KnownFailure("paddle_inference", _INPLACE),
-}
+# Empty since bridge.inference_settings checks Paddle Inference's passes per model (unet needed
+# onednn_placement_pass off; hf_bert and hf_vit needed inplace_pass off).
+KNOWN_FAILURES: dict[str, KnownFailure] = {}
 
 
 @dataclass

@@ -180,7 +180,9 @@ def test_inference_settings_saved_and_used(seqnet_work):
     from bridge.runners import inference_config
 
     settings = json.loads((seqnet_work / "paddle" / "inference_config.json").read_text())
-    assert settings["cpu"]["mkldnn"] is True
+    assert settings["chosen"] == "onednn" and settings["cpu"]["mkldnn"] is True
+    assert settings["tried"][0]["ok"] and settings["tried"][0]["max_abs_diff_vs_dygraph"] < 1e-5
+    assert "inplace_pass" in settings["delete_passes"]
     config = inference_config(seqnet_work / "paddle" / "inference_model", threads=2)
     assert config.mkldnn_enabled() and config.cpu_math_library_num_threads() == 2
 

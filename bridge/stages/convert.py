@@ -167,9 +167,6 @@ def run(onnx_in: Path, paddle_dir: Path, log_path: Path, timeout: float = 1800) 
             raise BridgeError(f"{onnx_in}: X2Paddle wrote no {', '.join(missing)} (log: {log_path})")
         relocated = x2paddle_shims.relocate_params_path(tmp / CODE_FILE)
         shutil.rmtree(tmp / "__pycache__", ignore_errors=True)
-        from bridge.runners import write_inference_settings
-
-        write_inference_settings(tmp)
     inputs = {g.name: x2paddle_name(g.name) for g in graph_inputs(model)}
     notes = [] if opset in X2PADDLE_OPSETS else [f"opset {opset} converted with X2Paddle's nearest mapper"]
     return ConvertResult(inputs, [o.name for o in model.graph.output], opset, relocated, notes)
