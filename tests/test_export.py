@@ -204,3 +204,16 @@ class Exploit:
         import os
 
         return (os.mkdir, (self.path,))
+
+
+def test_torchscript_at_15_exports_sdpa_natively(tmp_path):
+    from bridge.stages.export_strategies import TorchScriptStrategy
+
+    torch.manual_seed(0)
+    model = Attention().eval()
+    x = torch.randn(2, 6, 16)
+    call = ExportCall(model, (x,), ["x"], ["output"], {"x": {0: "batch"}, "output": {0: "batch"}})
+    results = try_strategies(call, tmp_path / "a.onnx", (TorchScriptStrategy(13), TorchScriptStrategy(15)))
+    assert [(r.strategy, r.success) for r in results] == [("torchscript@13", False), ("torchscript@15", True)]
+    got = ort_out(tmp_path / "a.onnx", {"x": x.numpy()})["output"]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-5)
