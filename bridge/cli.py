@@ -1,12 +1,13 @@
 """The ``bridge`` command line. Decides exit codes; holds no stage logic.
 
-Exit codes: 0 success; 1 validation mismatch; 2 bad input, a refused conversion or a runtime
+Exit codes: 0 success; 1 validation mismatch (or, for ``doctor``, a blocking node); 2 bad input, a refused conversion or a runtime
 error; 3 an internal error (a bug in bridge: rerun with --debug and report the traceback);
 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -98,6 +99,14 @@ def _cmd_stage(args) -> int:
     return 0
 
 
+def _cmd_doctor(args) -> int:
+    from bridge.doctor import diagnose_source
+
+    report = diagnose_source(args.source, args.input or [])
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return 1 if report.blocking else 0
+
+
 def _cmd_load_weights(args) -> int:
     from bridge.load_weights import load_weights
 
@@ -130,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="export at this opset only (X2Paddle maps 7-15; default: try 13, then 15)")
     common(conv)
     conv.set_defaults(func=_cmd_convert)
+
+    doc = sub.add_parser("doctor", help="before converting: which nodes X2Paddle will refuse, and what fixes them")
+    doc.add_argument("source", help="path/file.py:Name, package.module:Name, or model.onnx")
+    doc.add_argument("--input", action="append", metavar="NAME:SHAPE[:DTYPE]")
+    doc.add_argument("--json", action="store_true", help="print the findings as JSON")
+    common(doc)
+    doc.set_defaults(func=_cmd_doctor)
 
     lw = sub.add_parser("load-weights", help="load a torch checkpoint into a converted model (weights map)")
     lw.add_argument("dir", help="work directory written by `bridge convert`")

@@ -6,6 +6,7 @@ in a child process whose output (X2Paddle's and Paddle's chatter) goes to the lo
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -41,8 +42,10 @@ class ConvertResult:
     notes: list[str] = field(default_factory=list)
 
 
-def mapped_op_types(opset: int) -> set[str]:
-    """Op types X2Paddle's mapper for ``opset`` handles (the same test as its op_checker)."""
+@functools.lru_cache(maxsize=None)
+def x2paddle_op_tables(opset: int) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """X2Paddle's op tables for ``opset``: (op types with a mapper method of their own, those
+    in ``directly_map_ops``, those in ``elementwise_ops``), read off its OpSet class."""
     x2paddle_shims.install()
     from x2paddle.op_mapper.onnx2paddle import onnx_op_mapper
     from x2paddle.op_mapper.onnx2paddle.opset_legacy import OpSet
@@ -55,8 +58,14 @@ def mapped_op_types(opset: int) -> set[str]:
     cls = getattr(onnx_op_mapper, f"OpSet{run_opset}")
     probe = cls.__new__(cls)
     OpSet.__init__(probe, types.SimpleNamespace(graph=None), None)  # fills the op tables only
-    methods = {name for name in dir(cls) if name[:1].isupper() and callable(getattr(cls, name))}
-    return methods | set(probe.directly_map_ops) | set(probe.elementwise_ops)
+    methods = frozenset(name for name in dir(cls) if name[:1].isupper() and callable(getattr(cls, name)))
+    return methods, frozenset(probe.directly_map_ops), frozenset(probe.elementwise_ops)
+
+
+def mapped_op_types(opset: int) -> set[str]:
+    """Op types X2Paddle's mapper for ``opset`` handles (the same test as its op_checker)."""
+    methods, direct, elementwise = x2paddle_op_tables(opset)
+    return set(methods | direct | elementwise)
 
 
 def describe_node(node) -> str:

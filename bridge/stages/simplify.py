@@ -17,23 +17,28 @@ class SimplifyResult:
     error: str | None = None
 
 
-def run(onnx_in: Path, onnx_out: Path) -> SimplifyResult:
-    import onnx
+def simplify_model(model):
+    """onnxsim on an in-memory model: ``(simplified, None)``, or ``(model, error)`` when it
+    failed (the unsimplified model goes on). ``bridge.doctor`` simulates this stage with it."""
     from onnxsim import simplify
 
-    model = load_onnx(onnx_in)
-    before = len(model.graph.node)
-    result_model, error = model, None
     try:
         # skip_fuse_bn: keep BatchNorm's state_dict-named initializers (see the weights map).
         simplified, ok = simplify(model, skip_fuse_bn=True)
         if ok:
-            result_model = simplified
-        else:
-            error = "onnxsim's check of the simplified model failed"
+            return simplified, None
+        return model, "onnxsim's check of the simplified model failed"
     except Exception as exc:  # onnxsim raises bare RuntimeErrors from C++; keep going unsimplified
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        error = f"{type(exc).__name__}: {first}"
+        return model, f"{type(exc).__name__}: {first}"
+
+
+def run(onnx_in: Path, onnx_out: Path) -> SimplifyResult:
+    import onnx
+
+    model = load_onnx(onnx_in)
+    before = len(model.graph.node)
+    result_model, error = simplify_model(model)
     with atomic_path(onnx_out) as tmp:
         onnx.save(result_model, str(tmp))
     return SimplifyResult(error is None, before, len(result_model.graph.node), error)
