@@ -107,6 +107,17 @@ def _cmd_doctor(args) -> int:
     return 1 if report.blocking else 0
 
 
+def _cmd_train_check(args) -> int:
+    from bridge.train_check import TrainConfig, run_train_check
+
+    config = TrainConfig.from_toml(Path(args.config)) if args.config else TrainConfig()
+    if args.steps is not None:
+        config.steps = args.steps
+    report = run_train_check(Path(args.dir), config)
+    print(report.render())
+    return 0 if report.passed else 1
+
+
 def _cmd_load_weights(args) -> int:
     from bridge.load_weights import load_weights
 
@@ -146,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true", help="print the findings as JSON")
     common(doc)
     doc.set_defaults(func=_cmd_doctor)
+
+    tc = sub.add_parser("train-check", help="train torch and the converted Paddle model side by side, compare per step")
+    tc.add_argument("dir", help="work directory written by `bridge convert` (a torch source)")
+    tc.add_argument("--config", metavar="TOML", help="optimizer, schedule, loss, steps... (default: the seed's setup)")
+    tc.add_argument("--steps", type=int, default=None, help="override the config's step count")
+    common(tc)
+    tc.set_defaults(func=_cmd_train_check)
 
     lw = sub.add_parser("load-weights", help="load a torch checkpoint into a converted model (weights map)")
     lw.add_argument("dir", help="work directory written by `bridge convert`")

@@ -193,6 +193,12 @@ def step_convert(work: Path) -> str:
             "params": len(wmap["params"]), "torch_keys": len(wmap["torch_keys_used"]), "unmapped": wmap["unmapped"]},
     )
     manifest.save()
+    if module is not None:  # a Paddle training script for the converted model (reads the record)
+        from bridge.train_example import write_train_example
+
+        write_train_example(work)
+        manifest.data["stages"]["convert"]["outputs"] = _hashes(work, [PADDLE_DIR])
+        manifest.save()
     mapped = f"; inference settings {settings['chosen']}"
     mapped += f"; weights map: {len(wmap['torch_keys_used'])} torch keys" if wmap else ""
     if wmap and wmap["unmapped"]:

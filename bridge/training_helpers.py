@@ -1,0 +1,102 @@
+"""Self-contained Paddle/numpy functions that ``paddle/train_example.py`` embeds (their source
+is copied in: the script needs no bridge) and the train check calls: each imports what it
+needs itself, and none imports bridge.
+
+``nll_loss``, ``cross_entropy`` and ``torch_rmsprop`` are torch's semantics in Paddle ops, where
+Paddle's own ops differ (see the rows in ``bridge.training``).
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+
+def synthetic_target(kind: str, output_shape: tuple[int, ...], rng) -> np.ndarray:
+    """Seeded random targets for an output of ``output_shape``: 0/1 floats (binary), class
+    indices over axis 1 (class), or standard normal floats (real)."""
+    if kind == "binary":
+        return rng.integers(0, 2, size=output_shape).astype("float32")
+    if kind == "class":
+        return rng.integers(0, output_shape[1], size=(output_shape[0], *output_shape[2:])).astype("int64")
+    return rng.standard_normal(size=output_shape).astype("float32")
+
+
+def nll_loss(input, label, weight=None, ignore_index=-100, reduction="mean"):
+    """torch.nn.functional.nll_loss in Paddle ops (classes on axis 1)."""
+    import paddle
+
+    keep = label != ignore_index
+    safe = paddle.where(keep, label, paddle.zeros_like(label))
+    picked = -paddle.take_along_axis(input, safe.unsqueeze(1), axis=1).squeeze(1)
+    if weight is None:
+        scale = keep.astype(input.dtype)
+    else:
+        scale = paddle.gather(weight.astype(input.dtype), safe.flatten()).reshape(safe.shape) * keep.astype(input.dtype)
+    loss = picked * scale
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum() / scale.sum()
+
+
+def cross_entropy(input, label, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """torch.nn.functional.cross_entropy (class indices, classes on axis 1) in Paddle ops."""
+    import paddle
+
+    log_probs = paddle.nn.functional.log_softmax(input, axis=1)
+    loss = nll_loss(log_probs, label, weight, ignore_index, reduction)
+    if label_smoothing == 0.0:
+        return loss
+    classes = input.shape[1]
+    keep = (label != ignore_index).astype(input.dtype)
+    if weight is None:
+        smooth = -log_probs.sum(axis=1) * keep
+        total = keep.sum()
+    else:
+        weight = weight.astype(input.dtype)
+        shape = [1, classes] + [1] * (len(input.shape) - 2)
+        smooth = -(log_probs * weight.reshape(shape)).sum(axis=1) * keep
+        safe = paddle.where(label != ignore_index, label, paddle.zeros_like(label))
+        total = (paddle.gather(weight, safe.flatten()).reshape(safe.shape) * keep).sum()
+    if reduction == "mean":
+        smooth = smooth.sum() / total
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    return (1 - label_smoothing) * loss + smooth * (label_smoothing / classes)
+
+
+def torch_rmsprop(learning_rate, parameters, alpha=0.99, eps=1e-08, momentum=0.0, centered=False,
+                  weight_decay=0.0, grad_clip=None):
+    """paddle.optimizer.RMSProp with torch.optim.RMSprop's update: divide by sqrt(avg) + eps
+    (Paddle's kernel: sqrt(avg + eps)) and keep grad/denominator in the momentum buffer,
+    multiplied by the current learning rate (Paddle's kernel keeps lr inside the buffer)."""
+    import paddle
+
+    class TorchRMSProp(paddle.optimizer.RMSProp):
+        def _append_optimize_op(self, block, param_and_grad):
+            if isinstance(param_and_grad, dict):
+                param_and_grad = self._update_param_group(param_and_grad)
+            param, grad = param_and_grad
+            square = self._get_accumulator_master(self._mean_square_acc_str, param)
+            paddle.assign(square * self._rho + grad * grad * (1.0 - self._rho), output=square)
+            if self._centered:
+                mean = self._get_accumulator_master(self._mean_grad_acc_str, param)
+                paddle.assign(mean * self._rho + grad * (1.0 - self._rho), output=mean)
+                denominator = (square - mean * mean).sqrt() + self._epsilon
+            else:
+                denominator = square.sqrt() + self._epsilon
+            step = grad / denominator
+            if self._momentum > 0:
+                buffer = self._get_accumulator_master(self._momentum_acc_str, param)
+                paddle.assign(buffer * self._momentum + step, output=buffer)
+                step = buffer
+            paddle.assign(param - self._create_param_lr(param_and_grad) * step, output=param)
+
+    return TorchRMSProp(learning_rate, rho=alpha, epsilon=eps, momentum=momentum, centered=centered,
+                        parameters=parameters, weight_decay=weight_decay, grad_clip=grad_clip)
+
+
+def helper_source(names: tuple[str, ...]) -> str:
+    """The source of the functions ``names``, to embed in generated code."""
+    return "\n\n".join(inspect.getsource(globals()[n]) for n in names)
+

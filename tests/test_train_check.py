@@ -1,0 +1,189 @@
+"""The train check on SeqNet with the seed's training setup, the seed's own bug, the TOML
+config, a user dataset, and the generated train_example.py run in a subprocess."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import BridgeError
+from bridge.train_check import TRAIN_CHECK_JSON, TRAIN_CHECK_TXT, TrainConfig, run_train_check
+from bridge.train_example import write_train_example
+
+EXAMPLE_TOML = Path(__file__).resolve().parent.parent / "examples" / "seed_train.toml"
+SEED_TOML = """\
+steps = 20
+batch_size = 8
+seed = 0
+
+[optimizer]
+name = "AdamW"
+lr = 1e-4
+weight_decay = 5e-4
+
+[schedule]
+name = "CosineAnnealingLR"
+T_max = 20
+
+[loss]
+name = "BCEWithLogitsLoss"
+"""
+
+
+@pytest.fixture(scope="module")
+def work(seqnet_work, tmp_path_factory) -> Path:
+    """SeqNet converted once (the session's pipeline.convert), copied so this module's files
+    (train_check.json, train_example.py) stay out of the other tests' folder.
+
+    torch runs on one thread here: on the shared 2-core test machine one SeqNet forward+backward
+    at batch 8 took 11-16 s with torch's default 2 threads and 1.5-3 s with one (Paddle in
+    the same process, other jobs on the machine); the numbers compared do not depend on it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    copy = tmp_path_factory.mktemp("train") / "seqnet"
+    shutil.copytree(seqnet_work, copy)
+    yield copy
+    torch.set_num_threads(threads)
+
+
+def test_config_from_toml(tmp_path):
+    # TrainConfig() is the seed's setup, and so is the example file
+    assert TrainConfig.from_toml(EXAMPLE_TOML) == TrainConfig()
+    path = tmp_path / "train.toml"
+    path.write_text(SEED_TOML)
+    assert TrainConfig.from_toml(path) == TrainConfig()
+    no_schedule = SEED_TOML.replace('[schedule]\nname = "CosineAnnealingLR"\nT_max = 20\n', "")
+    path.write_text("clip_grad_norm = 1.0\n" + no_schedule + "[tolerances]\nparam = 1e-2\n")
+    config = TrainConfig.from_toml(path)
+    assert config.schedule is None and config.clip_grad_norm == 1.0 and config.tolerances.param == 1e-2
+    path.write_text("stepz = 3\n" + SEED_TOML)
+    with pytest.raises(BridgeError, match="unknown key.*stepz"):
+        TrainConfig.from_toml(path)
+    path.write_text(SEED_TOML.split("[loss]")[0])
+    with pytest.raises(BridgeError, match=r"missing the \[loss\] table"):
+        TrainConfig.from_toml(path)
+
+
+def test_seqnet_seed_setup_matches_torch(work):
+    """The blog's training (AdamW 1e-4 / 5e-4, cosine over 20 steps, BCEWithLogits, batch 8)."""
+    report = run_train_check(work, TrainConfig())
+    worst = report.worst()
+    print(f"\nSeqNet seed setup, {len(report.steps)} steps in {report.seconds:.1f}s: "
+          f"loss rel diff {worst['loss_rel_diff']:.2e}, lr rel diff {worst['lr_rel_diff']:.2e}, "
+          f"step-1 gradient rel diff {worst['grad_rel_diff']:.2e}, "
+          f"parameters after 20 steps rel diff {worst['param_rel_diff']:.2e}")
+    print(report.render())
+    assert len(report.steps) == 20 and len(report.gradients) == 12 and len(report.parameters) == 12
+    assert worst["loss_rel_diff"] <= 1e-4
+    assert worst["lr_rel_diff"] <= 1e-12
+    assert worst["grad_rel_diff"] <= 1e-4
+    assert worst["param_rel_diff"] <= 1e-3
+    assert report.passed, report.summary()
+    # the schedule really moved the learning rate, in both
+    lrs = [s.lr_paddle for s in report.steps]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 19 / 20)) / 2)
+    # and training changed the weights well beyond the differences between frameworks
+    assert {s["name"] for s in report.skipped} == {"x2paddle__v_41"}  # the int64 reshape constant
+    saved = json.loads((work / TRAIN_CHECK_JSON).read_text())
+    assert saved["passed"] is True and saved["worst"] == pytest.approx(worst)
+    assert "PASSED" in (work / TRAIN_CHECK_TXT).read_text()
+
+
+def test_seed_bug_constant_paddle_lr_fails_on_the_learning_rate(work):
+    """The blog's Paddle port built CosineAnnealingDecay but gave the optimizer a float lr."""
+    report = run_train_check(work, TrainConfig(steps=3, paddle_constant_lr=True))
+    print(f"\n{report.summary()}")
+    assert not report.passed
+    assert (report.failure.step, report.failure.what) == (2, "learning rate")
+    assert report.failure.paddle == pytest.approx(1e-4)
+    assert report.failure.torch == pytest.approx(1e-4 * (1 + math.cos(math.pi / 20)) / 2)
+    assert "step 2: learning rate diverged" in report.summary()
+    assert json.loads((work / TRAIN_CHECK_JSON).read_text())["passed"] is False
+
+
+def test_a_parameter_left_out_of_the_paddle_optimizer_is_named(work, monkeypatch):
+    """Same loss, lr and gradients at step 1, but conv0.weight (torch conv1.weight) never updates."""
+    from bridge import train_check
+
+    build = train_check.training.build_paddle_optimizer
+
+    def without_conv0(call, parameters, *args):
+        return build(call, [p for p in parameters if p.name != "conv1d_0.w_0"], *args)
+
+    monkeypatch.setattr(train_check.training, "build_paddle_optimizer", without_conv0)
+    report = run_train_check(work, TrainConfig(steps=1))
+    print(f"\n{report.summary()}")
+    assert not report.passed
+    assert (report.failure.step, report.failure.what) == (1, "parameter")
+    assert report.failure.name == "conv0.weight (torch conv1.weight)"
+
+
+def test_user_dataset_and_clipping(work, tmp_path):
+    """dataset = "file.py:Name" feeds both frameworks the same batches; SGD with momentum and
+    gradient clipping on the way."""
+    data = tmp_path / "ecg_data.py"
+    data.write_text(textwrap.dedent("""\
+        import numpy as np
+
+        class ECG:
+            def __init__(self):
+                rng = np.random.default_rng(5)
+                self.x = rng.standard_normal((4, 12, 5000)).astype("float32")
+                self.y = rng.integers(0, 2, (4, 1)).astype("float32")
+
+            def __len__(self):
+                return len(self.x)
+
+            def __getitem__(self, i):
+                return self.x[i], self.y[i]
+        """))
+    config = TrainConfig(optimizer="SGD", optimizer_kwargs={"lr": 1e-3, "momentum": 0.9}, schedule="StepLR",
+                         schedule_kwargs={"step_size": 1, "gamma": 0.5}, steps=2, batch_size=2,
+                         clip_grad_norm=0.1, dataset=f"{data}:ECG")
+    report = run_train_check(work, config)
+    print(f"\n{report.summary()}")
+    assert report.passed, report.summary()
+    assert [s.lr_paddle for s in report.steps] == pytest.approx([1e-3, 5e-4])
+
+
+def test_train_example_runs(work, tmp_path):
+    script = write_train_example(work, TrainConfig())
+    assert script == work / "paddle" / "train_example.py"
+    code = script.read_text()
+    assert "learning_rate=scheduler" in code and "scheduler.step()" in code and "optimizer.clear_grad()" in code
+    env = {**os.environ, "GLOG_minloglevel": "2"}
+    proc = subprocess.run([sys.executable, str(script), "--steps", "3", "--batch-size", "2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    steps = [line.split() for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert [int(s[1]) for s in steps] == [1, 2, 3]
+    assert all(math.isfinite(float(s[3])) for s in steps)
+    # the schedule drives the optimizer: torch's cosine values, step by step
+    expected = [1e-4 * (1 + math.cos(math.pi * k / 20)) / 2 for k in range(3)]
+    assert [float(s[5]) for s in steps] == pytest.approx(expected, rel=1e-5)
+
+
+def test_train_example_for_other_rows(work, tmp_path):
+    """CrossEntropy (a helper copied into the script), RMSprop (torch's update), warmup and no-decay
+    render to code that compiles."""
+    config = TrainConfig(optimizer="RMSprop", optimizer_kwargs={"lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4},
+                         schedule="SequentialLR", schedule_kwargs={"milestones": [2], "schedulers": [
+                             {"name": "LinearLR", "start_factor": 0.1, "total_iters": 2},
+                             {"name": "CosineAnnealingLR", "T_max": 10}]},
+                         loss="CrossEntropyLoss", loss_kwargs={"label_smoothing": 0.1}, clip_grad_norm=1.0,
+                         no_weight_decay=["*.bias"])
+    code = write_train_example(work, config).read_text()
+    compile(code, "train_example.py", "exec")
+    assert "def torch_rmsprop(" in code and "def cross_entropy(" in code and "def nll_loss(" in code
+    assert "paddle.optimizer.lr.LinearWarmup(learning_rate=paddle.optimizer.lr.CosineAnnealingDecay(" in code
+    assert "'x2paddle_fc1_bias'" in code and "'conv0.bias'" in code  # NO_DECAY, from the weights map
+    assert "paddle.nn.ClipGradByGlobalNorm(clip_norm=1.0)" in code
