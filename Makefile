@@ -13,7 +13,7 @@ DEVICE ?= cpu
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: convert validate test zoo bench clean install install-gpu lock
+.PHONY: convert validate test zoo bench conformance clean install install-gpu lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || { command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }; $(PYTHON) -m venv $(VENV); }
@@ -38,6 +38,10 @@ zoo: $(STAMP)
 # Speed and memory: inference ratios against ONNX Runtime, pipeline cost, scaling; writes bench/.
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py $(ARGS)
+
+# ONNX's own backend test cases through bridge; resumable; writes conformance/README.md.
+conformance: $(STAMP)
+	$(BIN)/python scripts/conformance.py --jobs 2 $(ARGS)
 
 # Swap in the GPU builds of ONNX Runtime and Paddle (versions and index in constraints-gpu.txt).
 PADDLE_GPU_INDEX ?= https://www.paddlepaddle.org.cn/packages/stable/cu126/

@@ -118,6 +118,12 @@ def _cmd_train_check(args) -> int:
     return 0 if report.passed else 1
 
 
+def _cmd_conformance(args) -> int:
+    from bridge.conformance import main as conformance_main
+
+    return conformance_main(args.args)
+
+
 def _cmd_load_weights(args) -> int:
     from bridge.load_weights import load_weights
 
@@ -165,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(tc)
     tc.set_defaults(func=_cmd_train_check)
 
+    conf = sub.add_parser("conformance", add_help=False,
+                          help="ONNX's backend test cases through bridge (`bridge conformance --help`)")
+    conf.add_argument("args", nargs=argparse.REMAINDER)
+    conf.set_defaults(func=_cmd_conformance, debug=False)
+
     lw = sub.add_parser("load-weights", help="load a torch checkpoint into a converted model (weights map)")
     lw.add_argument("dir", help="work directory written by `bridge convert`")
     lw.add_argument("file", help="torch state_dict (.pt/.pth, weights_only) or .safetensors")
@@ -202,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["conformance"]:  # its own parser and --help
+        from bridge.conformance import main as conformance_main
+
+        return conformance_main(argv[1:])
     args = build_parser().parse_args(argv)
     return run_guarded(lambda: args.func(args), args.debug)
 

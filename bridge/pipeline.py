@@ -174,7 +174,10 @@ def step_convert(work: Path) -> str:
     start = time.perf_counter()
     result = convert_stage.run(src, work / PADDLE_DIR, log)
     specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
-    feeds = [export_stage.random_inputs(specs, batch=b, seed=100 + b) for b in (1, 2)]
+    if manifest.data.get("dynamic_batch", True):
+        feeds = [export_stage.random_inputs(specs, batch=b, seed=100 + b) for b in (1, 2)]
+    else:  # fixed shapes: the example shapes only
+        feeds = [export_stage.random_inputs(specs, seed=101)]
     with capture_fds(log):
         settings = inference_settings.choose(work / PADDLE_DIR, feeds, result.inputs, result.outputs)
     module = _torch_module(work, manifest)

@@ -164,6 +164,7 @@ def export_torch(
 def copy_onnx(src: Path, onnx_path: Path, input_specs: list[InputSpec]) -> ExportResult:
     """An ONNX source: check it parses, copy it in, read its inputs (``--input`` overrides)."""
     from bridge.onnx_io import graph_inputs, load_onnx
+    from bridge.opset_upgrade import default_opset, upgrade_if_below
 
     model = load_onnx(src)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -185,7 +186,17 @@ def copy_onnx(src: Path, onnx_path: Path, input_specs: list[InputSpec]) -> Expor
     notes = [] if X2PADDLE_OPSETS.start <= opset < X2PADDLE_OPSETS.stop else [
         f"opset {opset} is outside X2Paddle's 7-15"
     ]
+    # Old models (IR 3 / opset 6, e.g. onnx's own pytorch-converted test models): X2Paddle's
+    # decoder cannot read them; onnx.version_converter lifts them to 7.
+    upgraded = upgrade_if_below(model)
     with atomic_path(onnx_path) as tmp:
-        shutil.copyfile(src, tmp)
+        if upgraded is model:
+            shutil.copyfile(src, tmp)
+        else:
+            import onnx
+
+            onnx.save(upgraded, str(tmp))
+            notes = [f"upgraded from opset {opset} to {default_opset(upgraded)} with onnx.version_converter"]
+            opset = default_opset(upgraded)
     output_names = [o.name for o in model.graph.output]
     return ExportResult("onnx-file", opset, None, specs, output_names, dynamic_batch, notes)

@@ -1,0 +1,121 @@
+"""The conformance harness (``bridge.conformance``) on a few of ONNX's backend test cases,
+through the real machinery: one child process per case, bridge's ONNX path, Paddle Inference.
+
+test_relu passes; test_gelu_default_1 is refused (X2Paddle 1.6.0 maps no Gelu);
+test_argmax_default_axis_example converts and runs but keeps the wrong axis (output shape
+[1, 1] where ONNX says [1, 2]). A crash and a timeout are provoked on purpose.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge import conformance
+from bridge.conformance_report import failure_reason
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = {
+    "test_relu": ("Relu", "pass"),
+    "test_gelu_default_1": ("Gelu", "unsupported"),
+    "test_argmax_default_axis_example": ("ArgMax", "mismatch"),
+}
+
+
+def _case_args() -> list[str]:
+    return [arg for name in EXPECTED for arg in ("--case", name)]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("conformance")
+    code = conformance.main([*_case_args(), "--out", str(out), "--jobs", "2", "--timeout", "120"])
+    return code, out
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / conformance.RESULTS_FILE).read_text().splitlines()]
+
+
+def test_each_case_gets_its_status(first_run):
+    code, out = first_run
+    assert code == 0
+    records = {r["case"]: r for r in _records(out)}
+    assert set(records) == set(EXPECTED)
+    for name, (op_type, status) in EXPECTED.items():
+        record = records[name]
+        assert (record["suite"], record["op_type"], record["status"]) == ("node", op_type, status), record
+        assert record["seconds"] > 0
+        assert record["suite_cases"] > 1800  # onnx 1.23.2 has 1,884 node cases
+        assert re.fullmatch(r"[0-9a-f]{12}", record["bridge_modules"])
+    assert records["test_relu"]["error"] is None and records["test_relu"]["max_abs_diff"] <= 1e-4
+    assert "no mapping for op type Gelu" in records["test_gelu_default_1"]["error"]
+    assert records["test_argmax_default_axis_example"]["error"] == "output 'result': shape [1, 1] != [1, 2]"
+
+
+def test_second_run_skips_recorded_cases(first_run, capsys):
+    _, out = first_run
+    before = (out / conformance.RESULTS_FILE).read_text()
+    assert conformance.main([*_case_args(), "--out", str(out)]) == 0
+    assert "0 case(s) to run, 3 already recorded" in capsys.readouterr().out
+    assert (out / conformance.RESULTS_FILE).read_text() == before
+
+
+def test_readme_is_regenerated_from_results(first_run):
+    _, out = first_run
+    readme = (out / "README.md").read_text()
+    assert "| Relu | 1 | 1 | node |  |" in readme
+    assert "| Gelu | 1 | 0 | node | unsupported: X2Paddle 1.6.0 has no mapping for op type Gelu (N node(s)) (1) |" in readme
+    assert "| node | 1884 | 3 | 1 | 0.1% | 33.3% | 1 | 0 | 0 | 1 | 0 | 0 | 320 / 1884 | - |" in readme
+    assert "3 cases, 3 of the 1884 node cases" in readme
+    assert "## Op types X2Paddle 1.6.0 does not map (cases refused)\n\nGelu (1)\n" in readme
+    assert re.search(r"this harness left out\): `[0-9a-f]{12}` \(3 cases\)\.\n", readme)
+
+    # A later record of a case wins; a line cut short by a kill is skipped; the hand edit goes.
+    copy = out.parent / "regenerated"
+    copy.mkdir()
+    relu = next(r for r in _records(out) if r["case"] == "test_relu")
+    later = {**relu, "status": "mismatch", "error": "output 'y': 1 of 60 elements outside tolerance"}
+    (copy / conformance.RESULTS_FILE).write_text(
+        (out / conformance.RESULTS_FILE).read_text() + json.dumps(later) + '\n{"case": "test_cut'
+    )
+    (copy / "README.md").write_text("edited by hand\n")
+    proc = subprocess.run(
+        [sys.executable, "scripts/conformance.py", "--report-only", "--out", str(copy)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    regenerated = (copy / "README.md").read_text()
+    assert "edited by hand" not in regenerated
+    assert "| Relu | 1 | 0 | node | mismatch: output '…': N of N elements outside tolerance (1) |" in regenerated
+    assert "(4 records, 3 cases;" in regenerated
+
+
+def test_a_dying_child_is_a_crash(monkeypatch):
+    case = conformance.Case("node", "test_fake", "Relu", ("Relu",), model_dir=ROOT)
+    monkeypatch.setattr(conformance, "CHILD_COMMAND", (sys.executable, "-c", "import os; os.abort()"))
+    record = conformance.run_case_child(case, timeout=30, children=conformance._Children())
+    assert record["status"] == "crash"
+    assert record["error"].startswith("child died (signal SIGABRT)")
+
+
+def test_a_slow_case_is_a_timeout(monkeypatch):
+    case = conformance.Case("node", "test_slow", "Relu", ("Relu",), model_dir=ROOT)
+    monkeypatch.setattr(conformance, "CHILD_COMMAND", (sys.executable, "-c", "import time; time.sleep(60)"))
+    record = conformance.run_case_child(case, timeout=1, children=conformance._Children())
+    assert record["status"] == "timeout" and record["seconds"] < 10
+
+
+def test_failure_reasons_group_cases_failing_the_same_way():
+    a = {"status": "unsupported", "error": "node 'n1' (output 'y', Gelu): X2Paddle 1.6.0 has no mapping for op type Gelu (1 node(s))"}
+    b = {"status": "unsupported", "error": "node 'n2' (Gelu): X2Paddle 1.6.0 has no mapping for op type Gelu (3 node(s))"}
+    assert failure_reason(a) == failure_reason(b)
+    c = {"status": "convert_fail", "error": "<work>/model.onnx: input 'cond' has shape []; give it with --input cond:SHAPE"}
+    assert failure_reason(c) == "convert_fail: input '…' has shape []; give it with --input …:SHAPE"
+    d = {**a, "error": a["error"].replace("Gelu", "Selu")}
+    assert failure_reason(a) != failure_reason(d)
+    assert failure_reason(a, coarse=True) == failure_reason(d, coarse=True)
