@@ -94,7 +94,6 @@ def write_big_weights_model(onnx_path: Path, width: int = 16384, layers: int = 3
     """``layers`` MatMuls ``width x width`` with Relu between, input ``x: batch x width``,
     written as ``onnx_path`` plus ``onnx_path.name + '.data'`` (external data). Returns the
     weight bytes. Each weight is generated and written in row chunks, never whole in memory."""
-    import onnx
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(seed)
