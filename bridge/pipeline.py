@@ -36,17 +36,29 @@ DEFAULT_BATCH_SIZES = (1, 2, 8)
 TOOLS = ("torch", "onnx", "onnxruntime", "onnxsim", "x2paddle", "paddlepaddle", "numpy")
 
 
-def _bridge_code_hash() -> str:
-    """sha256 over bridge's own sources: the "tool version" of bridge itself for the cache."""
-    import hashlib
+# The modules whose code decides what a conversion writes; their sources key the stage cache
+# (with the tool versions). Keep in sync when a stage starts using another module.
+CONVERSION_MODULES = (
+    "bridge", "bridge.errors", "bridge.spec", "bridge.onnx_io", "bridge.opset_upgrade", "bridge.workdir",
+    "bridge.pipeline", "bridge.stages.export", "bridge.stages.export_strategies", "bridge.stages.simplify",
+    "bridge.stages.patch", "bridge.stages.convert", "bridge.weights", "bridge.weights_map",
+    "bridge.inference_settings", "bridge.runners", "bridge.compare", "bridge.train_example",
+    "bridge.training", "bridge.training_helpers", "bridge.patches",
+)
 
-    package = Path(__file__).resolve().parent
-    roots = [package, Path(__import__("bridge.patches").patches.__file__).resolve().parent]
+
+def _bridge_code_hash() -> str:
+    """sha256 over the sources of ``CONVERSION_MODULES`` and every patch: the "tool version"
+    of bridge itself for the stage cache (bench, conformance, doctor... do not invalidate it)."""
+    import hashlib
+    import importlib.util
+
+    paths = [Path(importlib.util.find_spec(name).origin) for name in CONVERSION_MODULES]
+    paths += sorted(paths[-1].parent.glob("*.py"))  # the patches package: every patch file
     digest = hashlib.sha256()
-    for root in roots:
-        for path in sorted(root.rglob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
