@@ -46,7 +46,8 @@ def run_guarded(action: Callable[[], int], debug: bool) -> int:
         return 3
 
 
-def _batch_sizes(text: str) -> tuple[int, ...]:
+def batch_sizes_arg(text: str) -> tuple[int, ...]:
+    """argparse type for ``--batch-sizes 1,2,8`` (also used by scripts/zoo.py)."""
     try:
         sizes = tuple(int(t) for t in text.split(","))
     except ValueError:
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="compare torch, ONNX Runtime and Paddle on the same inputs")
     val.add_argument("dir", help="work directory written by `bridge convert`")
     val.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    val.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 2, 8), help="default 1,2,8")
+    val.add_argument("--batch-sizes", type=batch_sizes_arg, default=(1, 2, 8), help="default 1,2,8")
     val.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
     val.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
     val.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and Paddle Inference")

@@ -26,6 +26,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bridge.cli import batch_sizes_arg
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DEFAULT_OUT = Path("out/zoo")
@@ -265,16 +267,6 @@ def render_readme(data: dict) -> str:
     return "\n".join(lines)
 
 
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
-    return sizes
-
-
 def main(argv: list[str] | None = None) -> int:
     names = [m.name for m in ZOO]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -283,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"work directories (default {DEFAULT_OUT}/)")
     parser.add_argument("--report", type=Path, default=None,
                         help="where results.json and README.md go (default: zoo/ for a full run, else --out)")
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default=DEFAULT_BATCH_SIZES,
+    parser.add_argument("--batch-sizes", type=batch_sizes_arg, default=DEFAULT_BATCH_SIZES,
                         help="default 1,2,8")
     args = parser.parse_args(argv)
     selected = [m for m in ZOO if not args.only or m.name in args.only]
