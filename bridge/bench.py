@@ -1,5 +1,6 @@
-"""Measurement for the benchmark (``scripts/bench.py``): interleaved timings, the runtimes of
-one converted model, and child processes' wall time and peak memory.
+"""Measurement for the benchmark (``scripts/bench.py``): interleaved timings, output diffs, and
+child processes' wall time and peak memory. Imports nothing heavy: the bench's own process
+never loads torch or Paddle (``bridge.bench_worker`` runs each runtime in a process of its own).
 
 Rules the numbers follow: a timing is the median of at least ``MIN_RUNS`` timed runs after
 warm-up, kept with its min and max; runtimes being compared are timed in the same loop, one
@@ -15,7 +16,7 @@ import statistics
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -63,10 +64,12 @@ def first_line(exc: BaseException) -> str:
 
 
 def interleaved(calls: dict[str, Callable[[], object]], runs: int, warmup: int,
-                gap_s: float = 0.0) -> tuple[dict[str, Timing], dict[str, str]]:
+                reports_seconds: bool = False) -> tuple[dict[str, Timing], dict[str, str]]:
     """Time every call ``runs`` times after ``warmup`` untimed calls each. Round ``i`` calls
-    every runtime once, starting at a different one each round. A call that raises is dropped
-    from the loop and reported in the second dict (first line of the error)."""
+    every runtime once, starting at a different one each round. With ``reports_seconds`` each
+    call returns its own duration (measured where it ran, e.g. in a runtime's process, without
+    the message round trip); else the wall time around the call counts. A call that raises is
+    dropped from the loop and reported in the second dict (first line of the error)."""
     if runs < MIN_RUNS:
         raise ValueError(f"runs={runs}: a timing needs at least {MIN_RUNS} runs")
     errors: dict[str, str] = {}
@@ -77,134 +80,16 @@ def interleaved(calls: dict[str, Callable[[], object]], runs: int, warmup: int,
         for name in names[shift:] + names[:shift]:
             if name in errors:
                 continue
-            if gap_s:
-                time.sleep(gap_s)
             start = time.perf_counter()
             try:
-                calls[name]()
+                returned = calls[name]()
             except Exception as exc:  # noqa: BLE001 - a runtime failing is a result, not a crash
                 errors[name] = first_line(exc)
                 continue
             if round_ >= warmup:
-                seconds[name].append(time.perf_counter() - start)
+                seconds[name].append(float(returned) if reports_seconds else time.perf_counter() - start)
     timings = {n: Timing.of(s, warmup) for n, s in seconds.items() if n not in errors and s}
     return timings, errors
-
-
-# --- the runtimes of one converted model -------------------------------------------------
-
-def _model_file(inference_dir: Path) -> Path:
-    model_file = inference_dir / "model.json"
-    return model_file if model_file.exists() else inference_dir / "model.pdmodel"  # Paddle 2.x
-
-
-def plain_inference_config(inference_dir: Path, threads: int, onednn: bool | None):
-    """``paddle.inference.Config`` as a user writes it: CPU, ``threads`` math threads, and
-    oneDNN as Paddle defaults it (``onednn=None``) or explicitly off (``False``)."""
-    from paddle import inference
-
-    config = inference.Config(str(_model_file(inference_dir)), str(inference_dir / "model.pdiparams"))
-    config.disable_gpu()
-    config.set_cpu_math_library_num_threads(threads)
-    if onednn is False:
-        config.disable_mkldnn()
-    config.disable_glog_info()
-    return config
-
-
-def _paddle_inference_runner(paddle_dir: Path, inputs: dict[str, str], outputs: list[str], config):
-    from paddle import inference
-
-    from bridge.runners import PaddleInferenceRunner
-
-    runner = PaddleInferenceRunner.__new__(PaddleInferenceRunner)  # same run(), another config
-    runner.predictor = inference.create_predictor(config)
-    runner.inputs, runner.output_names = inputs, outputs
-    return runner
-
-
-@dataclass
-class ModelRuntimes:
-    """Runners for one work directory, the thread count each reports, and those that failed."""
-
-    runners: dict[str, object] = field(default_factory=dict)
-    threads: dict[str, int | str] = field(default_factory=dict)
-    onednn: dict[str, bool] = field(default_factory=dict)
-    bridge_settings: dict | None = None  # paddle/inference_config.json as convert chose it
-    errors: dict[str, str] = field(default_factory=dict)
-    input_specs: list = field(default_factory=list)
-
-
-def build_runtimes(work: Path, threads: int, only: tuple[str, ...] = RUNTIMES) -> ModelRuntimes:
-    """Every runtime of ``RUNTIMES`` (those in ``only``) on ``work``; a runtime that cannot be
-    built is recorded with the first line of its error."""
-    import paddle
-    import torch
-    from paddle.base import core
-
-    from bridge import runners as r
-    from bridge.runners import inference_config
-    from bridge.spec import InputSpec, load_torch_source, parse_source
-    from bridge.workdir import PADDLE_DIR, PATCHED_ONNX, TORCH_STATE, Manifest
-
-    torch.set_num_threads(threads)
-    core.set_num_threads(threads)  # Paddle's CPU math library (dygraph kernels)
-    paddle.set_device("cpu")
-    manifest = Manifest.load(work)
-    convert = manifest.data["stages"]["convert"]
-    input_names = [s["name"] for s in manifest.data["inputs"]]
-    inputs = {name: convert["paddle_inputs"][name] for name in input_names}
-    outputs = convert["paddle_outputs"]
-    paddle_dir = work / PADDLE_DIR
-    inference_dir = paddle_dir / "inference_model"
-    result = ModelRuntimes(input_specs=[InputSpec.from_json(s) for s in manifest.data["inputs"]])
-    try:
-        from bridge.inference_settings import read_settings
-
-        settings = read_settings(paddle_dir)
-        result.bridge_settings = {k: settings.get(k) for k in ("chosen", "cpu", "delete_passes")}
-    except ImportError:  # a bridge without per-model settings: inference_config is fixed
-        pass
-
-    def torch_runner():
-        source = manifest.data["source"]
-        if source.get("kind") != "torch":
-            raise ValueError("the source is an ONNX file")
-        module, _ = load_torch_source(parse_source(source["resolved"]))
-        module.load_state_dict(torch.load(work / TORCH_STATE, weights_only=True))
-        return r.TorchRunner(module, input_names, manifest.data["output_names"]), torch.get_num_threads()
-
-    def ort_runner():
-        runner = r.OrtRunner(work / PATCHED_ONNX, "cpu", threads)
-        return runner, runner.session.get_session_options().intra_op_num_threads
-
-    def paddle_runner(config):
-        return (_paddle_inference_runner(paddle_dir, inputs, outputs, config),
-                config.cpu_math_library_num_threads())
-
-    def dygraph_runner():
-        return r.PaddleDygraphRunner(paddle_dir, inputs, outputs), f"{threads} (core.set_num_threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
-
-    configs = {
-        "paddle_inference": lambda: inference_config(inference_dir, "cpu", threads),
-        "paddle_inference_default": lambda: plain_inference_config(inference_dir, threads, onednn=None),
-        "paddle_inference_no_onednn": lambda: plain_inference_config(inference_dir, threads, onednn=False),
-    }
-    builders = {"torch": torch_runner, "onnxruntime": ort_runner, "paddle_dygraph": dygraph_runner}
-    for name, make_config in configs.items():
-        builders[name] = (lambda make_config=make_config: paddle_runner(make_config()))
-        try:
-            result.onednn[name] = make_config().mkldnn_enabled()
-        except Exception as exc:  # noqa: BLE001 - building the runner reports it below
-            result.errors[name] = first_line(exc)
-    for name in RUNTIMES:
-        if name not in only or name in result.errors:
-            continue
-        try:
-            result.runners[name], result.threads[name] = builders[name]()
-        except Exception as exc:  # noqa: BLE001 - reported in the table, the others still run
-            result.errors[name] = first_line(exc)
-    return result
 
 
 def max_abs_diff(got: dict, ref: dict) -> float | None:
@@ -219,6 +104,32 @@ def max_abs_diff(got: dict, ref: dict) -> float | None:
         if value.size:
             worst = max(worst, float(np.max(np.abs(other.astype(np.float64) - value.astype(np.float64)))))
     return worst
+
+
+def inference_row(model: str, batch: int, timings: dict[str, Timing], errors: dict[str, str],
+                  outputs: dict[str, dict], infos: dict[str, dict], runs: int, warmup: int, *,
+                  setup: str, settings: dict | None = None, round_seconds: float | None = None) -> dict:
+    """One table row: every runtime's timing and error, ratios against ``REFERENCE`` (the
+    quotient of the medians), thread counts as each runtime reported them, and each runtime's
+    max abs diff against the reference's outputs on the same feeds."""
+    reference = outputs.get(REFERENCE)
+    return {
+        "model": model,
+        "batch": batch,
+        "setup": setup,
+        "timings": {n: vars(t) for n, t in timings.items()},
+        "ratios": {n: ratio(timings.get(n), timings.get(REFERENCE)) for n in RUNTIMES if n != REFERENCE},
+        "ratio_reference": REFERENCE,
+        "runs": runs,
+        "warmup": warmup,
+        "round_seconds": round_seconds,
+        "threads": {n: info.get("threads") for n, info in infos.items()},
+        "onednn": {n: info["onednn"] for n, info in infos.items() if "onednn" in info},
+        "bridge_settings": settings,
+        "errors": errors,
+        "max_abs_vs_reference": {n: max_abs_diff(o, reference) if reference is not None else None
+                                 for n, o in outputs.items() if n not in errors},
+    }
 
 
 # --- child processes: wall time and peak memory ------------------------------------------

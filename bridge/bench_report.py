@@ -73,26 +73,16 @@ def _header(data: dict) -> list[str]:
     ]
 
 
-def _inference(section: dict) -> list[str]:
-    lines = ["## 1. Inference", ""]
-    if section.get("skipped"):
-        return lines + [f"Skipped: {section['skipped']}.", ""]
-    lines += [
-        "Milliseconds per call: `run(feeds)` on numpy inputs to numpy outputs (input copy and output "
-        "fetch included), same seeded inputs for every runtime. "
-        f"Ratios: Paddle Inference / {LABELS[REFERENCE]} (below 1: Paddle is faster).",
-        "",
-        "| model | batch | runs | bridge config | " + " | ".join(LABELS[r] for r in RUNTIMES)
-        + " | bridge config / ORT | plain Config / ORT | oneDNN off / ORT | process peak RSS |",
-        "|---|---|---|---|" + "---|" * len(RUNTIMES) + "---|---|---|---|",
+def _timing_table(rows: list[dict], notes: list[str], setup_column: bool = False) -> list[str]:
+    first = "| model | batch | " + ("setup | " if setup_column else "") + "runs | bridge config | "
+    lines = [
+        first + " | ".join(LABELS[r] for r in RUNTIMES) + " | bridge config / ORT | plain Config / ORT | oneDNN off / ORT |",
+        "|---|---|" + ("---|" if setup_column else "") + "---|---|" + "---|" * len(RUNTIMES) + "---|---|---|",
     ]
-    notes = []
-    for row in section["rows"]:
-        if row.get("convert_error") or row.get("bench_error"):
-            failure = (f"conversion failed: {row['convert_error']}" if row.get("convert_error")
-                       else f"benchmark failed: {row['bench_error']}")
-            lines.append(f"| {row['model']} | {row['batch']} | - | - | {failure} |"
-                         + " |" * (len(RUNTIMES) + 3))
+    for row in rows:
+        start = f"| {row['model']} | {row['batch']} | " + (f"{row.get('setup', '-')} | " if setup_column else "")
+        if row.get("convert_error"):
+            lines.append(start + f"- | - | conversion failed: {row['convert_error']} |" + " |" * (len(RUNTIMES) + 2))
             continue
         cells = []
         for runtime in RUNTIMES:
@@ -108,10 +98,26 @@ def _inference(section: dict) -> list[str]:
                              f"{diff:.1e} against ONNX Runtime (timed anyway; see zoo/README.md)")
             cells.append(cell)
         r = row["ratios"]
-        lines.append(f"| {row['model']} | {row['batch']} | {row['runs']} | {_bridge_config(row)} | "
-                     + " | ".join(cells) + " | "
+        lines.append(start + f"{row['runs']} | {_bridge_config(row)} | " + " | ".join(cells) + " | "
                      f"{_x(r.get('paddle_inference'))} | {_x(r.get('paddle_inference_default'))} | "
-                     f"{_x(r.get('paddle_inference_no_onednn'))} | {_mib(row.get('worker_peak_rss_bytes'))} |")
+                     f"{_x(r.get('paddle_inference_no_onednn'))} |")
+    return lines
+
+
+def _inference(section: dict) -> list[str]:
+    lines = ["## 1. Inference", ""]
+    if section.get("skipped"):
+        return lines + [f"Skipped: {section['skipped']}.", ""]
+    notes: list[str] = []
+    lines += [
+        "Milliseconds per call of `run(feeds)`, numpy inputs to numpy outputs (input copy and output "
+        "fetch included), the same seeded inputs for every runtime. Every runtime runs in a process of its "
+        "own (`python -m bridge.bench_worker serve`), called in turn by the bench and timed inside its "
+        "process; conversions ran as `bridge convert` children beforehand. Ratios: Paddle Inference / "
+        f"{LABELS[REFERENCE]} (below 1: Paddle is faster).",
+        "",
+        *_timing_table(section["rows"], notes),
+    ]
     threads = sorted({str(t) for row in section["rows"] for t in row.get("threads", {}).values()})
     onednn = {}
     for row in section["rows"]:
@@ -127,22 +133,26 @@ def _inference(section: dict) -> list[str]:
         "`paddle.inference.Config(model, params)` with only the thread count set (Paddle 3.3.1 turns oneDNN on "
         "by default); oneDNN off: the same plus `disable_mkldnn()`.",
     ]
-    lines += ["", "Each model runs in a fresh process (`python -m bridge.bench_worker`) that imports Paddle before "
-              "torch and loads all six runtimes at once (process peak RSS: that process, `wait4`); conversions "
-              "run as `bridge convert` children, so nothing else ran in it first."]
-    for row in section.get("import_order_rows", []):
-        first = next((r for r in section["rows"] if r["model"] == row["model"] and r["batch"] == row["batch"]
-                      and "ratios" in r), None)
-        t = row["timings"]
-        if "paddle_inference" in t and REFERENCE in t:
-            before = f" (paddle first, above: {_x(first['ratios'].get('paddle_inference'))})" if first else ""
-            lines += ["", f"Import order: {row['model']} at batch {row['batch']} in a process that imports torch "
-                      f"before Paddle: Paddle Inference (bridge config) {_timing(t['paddle_inference'])} ms, "
-                      f"ONNX Runtime {_timing(t[REFERENCE])} ms, ratio {_x(row['ratios'].get('paddle_inference'))}"
-                      f"{before}; plain Config / ORT {_x(row['ratios'].get('paddle_inference_default'))}. "
-                      "A serving process that imports torch first pays this."]
     if section.get("zoo_note"):
         lines += ["", section["zoo_note"]]
+    memory = [row for row in section["rows"] if row.get("peak_rss_bytes")]
+    if memory:
+        lines += ["", "Peak RSS of each runtime's process (the model loaded and run at every batch size of its rows):",
+                  "", "| model | " + " | ".join(LABELS[r] for r in RUNTIMES) + " |",
+                  "|---|" + "---|" * len(RUNTIMES)]
+        for model in dict.fromkeys(row["model"] for row in memory):
+            peaks = next(row["peak_rss_bytes"] for row in memory if row["model"] == model)
+            lines.append(f"| {model} | " + " | ".join(_mib(peaks.get(r)) for r in RUNTIMES) + " |")
+    if section.get("shared_rows"):
+        lines += [
+            "", "### Sharing one process",
+            "",
+            "The same model and batch with all six runtimes in one process (`python -m bridge.bench_worker "
+            "shared`), as a serving process that loads both frameworks would: torch ships GNU OpenMP, Paddle "
+            "Intel OpenMP, and the one imported first decides which runtime suffers.",
+            "",
+            *_timing_table(section["shared_rows"], notes, setup_column=True),
+        ]
     if notes:
         lines += ["", *dict.fromkeys(notes)]
     return lines + [""]

@@ -1,13 +1,21 @@
-"""One model's inference benchmark in a fresh process (``scripts/bench.py`` runs one per model):
+"""The runtime side of the inference benchmark: one runtime of one converted model in a process
+of its own, driven over stdin/stdout by ``bridge.bench_inference``.
 
-    python -m bridge.bench_worker WORK --label NAME --batch-sizes 1,8 --runs 20 --warmup 3
-                                  --threads 2 --json ROWS.json [--torch-first]
+    python -m bridge.bench_worker serve WORK --runtime NAME --threads 2
+    python -m bridge.bench_worker shared WORK --import-order paddle|torch --batch-sizes 1
+                                  --runs 20 --warmup 3 --threads 2 --json ROWS.json
 
-A process of its own per model because what ran before changes the numbers: with torch
-imported before Paddle, Paddle Inference's oneDNN kernels ran 3-8x slower on SeqNet (torch's
-GNU OpenMP and Paddle's Intel OpenMP in one process), and a conversion run in the same process
-imports torch first. So this worker imports Paddle first, unless ``--torch-first`` asks for
-the other order to measure exactly that.
+A process per runtime because runtimes sharing a process slow each other down: torch ships GNU
+OpenMP, Paddle Intel OpenMP, and with both loaded SeqNet under Paddle Inference ran 3-8x slower
+when torch was imported first, and torch itself ran slower in either order. ``shared`` measures
+exactly that: all runtimes in one process, in a chosen import order (bench/README.md).
+
+``serve`` protocol, one JSON object per line each way: the worker first answers
+``{"ok": true, "threads": ..., "onednn": ..., "frameworks": [...]}`` (or ``"ok": false`` with
+``"error"``), then for each request ``{"cmd": "feeds", "batch": B, "seed": S}`` (seeded random
+inputs, the same in every worker), ``{"cmd": "check", "path": "out.npz"}`` (one call, outputs
+saved), ``{"cmd": "run"}`` (one timed call) and ``{"cmd": "quit"}``; replies carry ``seconds``
+measured around ``runner.run(feeds)`` in the worker.
 """
 from __future__ import annotations
 
@@ -19,79 +27,193 @@ import sys
 import time
 from pathlib import Path
 
-from bridge.bench import thread_env
+from bridge.bench import RUNTIMES, first_line, thread_env
 
-# Slow rows (SeqNet at batch 32: seconds per round of calls) get the minimum number of runs
-# that fit this many seconds, and one warm-up round, instead of the defaults.
-ROW_BUDGET_S, SLOW_ROUND_S = 120.0, 2.0
+FRAMEWORKS = ("torch", "paddle", "onnxruntime")
 
 
-def measure_model(work: Path, label: str, batch_sizes: tuple[int, ...], runs: int, warmup: int,
-                  threads: int) -> list[dict]:
-    """One row per batch size: every runtime timed in one interleaved loop on the same feeds,
-    after one untimed call each whose outputs are compared with ONNX Runtime's."""
-    from bridge import bench
-    from bridge.bench import MIN_RUNS, REFERENCE, RUNTIMES
+def _model_file(inference_dir: Path) -> Path:
+    model_file = inference_dir / "model.json"
+    return model_file if model_file.exists() else inference_dir / "model.pdmodel"  # Paddle 2.x
+
+
+def plain_inference_config(inference_dir: Path, threads: int, onednn: bool | None):
+    """``paddle.inference.Config`` as a user writes it: CPU, ``threads`` math threads, and
+    oneDNN as Paddle defaults it (``onednn=None``: on in Paddle 3.3.1) or off (``False``)."""
+    from paddle import inference
+
+    config = inference.Config(str(_model_file(inference_dir)), str(inference_dir / "model.pdiparams"))
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(threads)
+    if onednn is False:
+        config.disable_mkldnn()
+    config.disable_glog_info()
+    return config
+
+
+def bridge_settings(paddle_dir: Path) -> dict | None:
+    """The Paddle Inference settings ``bridge convert`` chose for this model, if it saves any."""
+    try:
+        from bridge.inference_settings import read_settings
+    except ImportError:  # a bridge whose inference_config is fixed
+        return None
+    settings = read_settings(paddle_dir)
+    return {k: settings.get(k) for k in ("chosen", "cpu", "delete_passes")}
+
+
+def build_runtime(work: Path, name: str, threads: int):
+    """``(runner, info)`` for runtime ``name`` of ``RUNTIMES`` on the work directory ``work``,
+    importing only the framework it needs; ``info`` holds the thread count the runtime reports
+    and, for Paddle Inference, whether its config has oneDNN on."""
+    from bridge import runners as r
+    from bridge.workdir import PADDLE_DIR, PATCHED_ONNX, TORCH_STATE, Manifest
+
+    manifest = Manifest.load(work)
+    convert = manifest.data["stages"]["convert"]
+    input_names = [s["name"] for s in manifest.data["inputs"]]
+    inputs = {n: convert["paddle_inputs"][n] for n in input_names}
+    outputs = convert["paddle_outputs"]
+    paddle_dir = work / PADDLE_DIR
+    if name == "onnxruntime":
+        runner = r.OrtRunner(work / PATCHED_ONNX, "cpu", threads)
+        return runner, {"threads": runner.session.get_session_options().intra_op_num_threads}
+    if name == "torch":
+        import torch
+
+        from bridge.spec import load_torch_source, parse_source
+
+        torch.set_num_threads(threads)
+        source = manifest.data["source"]
+        if source.get("kind") != "torch":
+            raise ValueError("the source is an ONNX file: no torch module")
+        module, _ = load_torch_source(parse_source(source["resolved"]))
+        module.load_state_dict(torch.load(work / TORCH_STATE, weights_only=True))
+        return r.TorchRunner(module, input_names, manifest.data["output_names"]), {"threads": torch.get_num_threads()}
+    import paddle
+    from paddle.base import core
+
+    paddle.set_device("cpu")
+    core.set_num_threads(threads)  # Paddle's CPU math library (the dygraph kernels)
+    if name == "paddle_dygraph":
+        return (r.PaddleDygraphRunner(paddle_dir, inputs, outputs),
+                {"threads": f"{threads} (paddle.base.core.set_num_threads)"})
+    from paddle import inference
+
+    inference_dir = paddle_dir / "inference_model"
+    config = {
+        "paddle_inference": lambda: r.inference_config(inference_dir, "cpu", threads),
+        "paddle_inference_default": lambda: plain_inference_config(inference_dir, threads, onednn=None),
+        "paddle_inference_no_onednn": lambda: plain_inference_config(inference_dir, threads, onednn=False),
+    }[name]()
+    runner = r.PaddleInferenceRunner.__new__(r.PaddleInferenceRunner)  # its run(), this config
+    runner.predictor = inference.create_predictor(config)
+    runner.inputs, runner.output_names = inputs, outputs
+    return runner, {"threads": config.cpu_math_library_num_threads(), "onednn": config.mkldnn_enabled()}
+
+
+def _input_specs(work: Path):
+    from bridge.spec import InputSpec
+    from bridge.workdir import Manifest
+
+    return [InputSpec.from_json(s) for s in Manifest.load(work).data["inputs"]]
+
+
+def frameworks_loaded() -> list[str]:
+    return [f for f in FRAMEWORKS if f in sys.modules]
+
+
+def serve(work: Path, name: str, threads: int) -> int:
+    """Answer requests on stdin until ``quit``. The protocol owns the real stdout; whatever the
+    runtimes print goes to stderr."""
+    import numpy as np
+
     from bridge.stages.export import random_inputs
 
-    runtimes = bench.build_runtimes(work, threads)
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def reply(**message) -> None:
+        channel.write(json.dumps(message) + "\n")
+
+    try:
+        runner, info = build_runtime(work, name, threads)
+        specs = _input_specs(work)
+    except Exception as exc:  # noqa: BLE001 - the coordinator records it and goes on
+        reply(ok=False, error=first_line(exc))
+        return 0
+    reply(ok=True, **info, settings=bridge_settings(work / "paddle"), frameworks=frameworks_loaded())
+    feeds = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["cmd"] == "quit":
+            break
+        if request["cmd"] == "feeds":
+            feeds = random_inputs(specs, batch=request["batch"], seed=request["seed"])
+            reply(ok=True)
+            continue
+        start = time.perf_counter()
+        try:
+            outputs = runner.run(feeds)
+        except Exception as exc:  # noqa: BLE001 - a runtime failing is a table entry
+            reply(ok=False, error=first_line(exc))
+            continue
+        seconds = time.perf_counter() - start
+        if request["cmd"] == "check":  # keys prefixed: an output may be named like savez's own arguments
+            np.savez(request["path"], **{f"output:{k}": v for k, v in outputs.items()})
+        reply(ok=True, seconds=seconds)
+    return 0
+
+
+def shared(args) -> int:
+    """All runtimes in this one process, frameworks imported in ``--import-order``: rows like
+    ``bench_inference.measure_model``'s, to show what sharing a process costs."""
+    from bridge import bench
+    from bridge.stages.export import random_inputs
+
+    order = ("torch", "paddle") if args.import_order == "torch" else ("paddle", "torch")
+    for framework in order:
+        importlib.import_module(framework)
+    runners, infos, errors = {}, {}, {}
+    for name in RUNTIMES:
+        try:
+            runners[name], infos[name] = build_runtime(args.work, name, args.threads)
+        except Exception as exc:  # noqa: BLE001
+            errors[name] = first_line(exc)
     rows = []
-    for batch in batch_sizes:
-        feeds = random_inputs(runtimes.input_specs, batch=batch, seed=batch)
-        errors, outputs = dict(runtimes.errors), {}
-        round_start = time.perf_counter()
-        for name, runner in runtimes.runners.items():
-            try:
-                outputs[name] = runner.run(feeds)
-            except Exception as exc:  # noqa: BLE001 - a runtime failing is a row entry
-                errors[name] = bench.first_line(exc)
-        round_s = time.perf_counter() - round_start
-        row_runs = runs if round_s * runs <= ROW_BUDGET_S else max(MIN_RUNS, int(ROW_BUDGET_S / round_s))
-        row_warmup = warmup if round_s <= SLOW_ROUND_S else 1
-        calls = {n: (lambda r=r: r.run(feeds)) for n, r in runtimes.runners.items() if n not in errors}
-        timings, loop_errors = bench.interleaved(calls, row_runs, row_warmup)
-        errors.update(loop_errors)
-        reference = outputs.get(REFERENCE)
-        rows.append({
-            "model": label,
-            "batch": batch,
-            "timings": {n: vars(t) for n, t in timings.items()},
-            "ratios": {n: bench.ratio(timings.get(n), timings.get(REFERENCE)) for n in RUNTIMES if n != REFERENCE},
-            "ratio_reference": REFERENCE,
-            "runs": row_runs, "warmup": row_warmup, "round_seconds": round_s,
-            "threads": dict(runtimes.threads),
-            "onednn": dict(runtimes.onednn),
-            "bridge_settings": runtimes.bridge_settings,
-            "errors": errors,
-            "max_abs_vs_reference": {n: bench.max_abs_diff(o, reference) if reference is not None else None
-                                     for n, o in outputs.items() if n not in errors},
-        })
-        times = ", ".join(f"{n} {t.median_s * 1000:.3g}" for n, t in timings.items())
-        print(f"inference: {label} batch {batch}: {times} ms" + (f"; errors: {', '.join(errors)}" if errors else ""),
-              flush=True)
-    return rows
+    for batch in args.batch_sizes:
+        feeds = random_inputs(_input_specs(args.work), batch=batch, seed=batch)
+        outputs = {n: r.run(feeds) for n, r in runners.items()}
+        calls = {n: (lambda r=r: r.run(feeds)) for n, r in runners.items()}
+        timings, loop_errors = bench.interleaved(calls, args.runs, args.warmup)
+        rows.append(bench.inference_row(
+            args.label, batch, timings, {**errors, **loop_errors}, outputs, infos, args.runs, args.warmup,
+            setup=f"one process, {order[0]} imported first", settings=bridge_settings(args.work / "paddle")))
+    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("work", type=Path)
-    parser.add_argument("--label", required=True)
-    parser.add_argument("--batch-sizes", required=True, type=lambda t: tuple(int(b) for b in t.split(",")))
-    parser.add_argument("--runs", type=int, required=True)
-    parser.add_argument("--warmup", type=int, required=True)
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--json", type=Path, required=True)
-    parser.add_argument("--torch-first", action="store_true", help="import torch before Paddle")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    one = sub.add_parser("serve", help="one runtime, driven over stdin/stdout")
+    one.add_argument("work", type=Path)
+    one.add_argument("--runtime", choices=RUNTIMES, required=True)
+    one.add_argument("--threads", type=int, required=True)
+    many = sub.add_parser("shared", help="every runtime in this one process")
+    many.add_argument("work", type=Path)
+    many.add_argument("--label", required=True)
+    many.add_argument("--import-order", choices=("paddle", "torch"), required=True)
+    many.add_argument("--batch-sizes", required=True, type=lambda t: tuple(int(b) for b in t.split(",")))
+    many.add_argument("--runs", type=int, required=True)
+    many.add_argument("--warmup", type=int, required=True)
+    many.add_argument("--threads", type=int, required=True)
+    many.add_argument("--json", type=Path, required=True)
     args = parser.parse_args(argv)
-    os.environ.update(thread_env(args.threads))  # before either framework loads its thread pools
-    for framework in ("torch", "paddle") if args.torch_first else ("paddle", "torch"):  # see the docstring
-        importlib.import_module(framework)
-
-    rows = measure_model(args.work, args.label, args.batch_sizes, args.runs, args.warmup, args.threads)
-    for row in rows:
-        row["import_order"] = "torch first" if args.torch_first else "paddle first"
-    args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    return 0
+    os.environ.update(thread_env(args.threads))  # before any framework loads its thread pools
+    if args.mode == "serve":
+        return serve(args.work, args.runtime, args.threads)
+    return shared(args)
 
 
 if __name__ == "__main__":

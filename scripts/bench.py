@@ -5,7 +5,8 @@
                             [--batch-sizes 1,8,32] [--runs N] [--out DIR] [--report DIR]
 
 Sections: ``inference`` (the seed model at each batch size and every zoo model at batch 1 under
-torch, ONNX Runtime, three Paddle Inference configs and Paddle dygraph, interleaved),
+torch, ONNX Runtime, three Paddle Inference configs and Paddle dygraph, each in a process of its
+own and called in turn; then all in one process, to show what sharing one costs),
 ``pipeline`` (each stage of the seed model's conversion as a child process: wall time, peak
 RSS; ``bridge --help`` start-up and what it imports), ``scaling`` (synthetic ONNX models of
 100 to 10,000 nodes, converted and validated), ``big`` (a model with more than 2.5 GB of
@@ -23,7 +24,7 @@ import os
 import sys
 
 THREADS = 2
-# Before numpy, torch or Paddle load: their thread pools read these once.
+# Every child inherits these (this process never loads torch or Paddle; numpy reads them once).
 from bridge.bench import thread_env  # noqa: E402 (bridge.bench imports nothing heavy)
 
 ENV = thread_env(THREADS)
@@ -39,8 +40,9 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bridge import bench  # noqa: E402
+from bridge import bench_inference  # noqa: E402
 from bridge.bench import MIN_RUNS, Timing  # noqa: E402
-from bridge.bench_worker import ROW_BUDGET_S, SLOW_ROUND_S  # noqa: E402
+from bridge.bench_inference import ROW_BUDGET_S, SLOW_ROUND_S  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "bridge.models.seqnet:seqnet"
@@ -49,6 +51,7 @@ DEFAULT_REPORT = ROOT / "bench"
 SECTIONS = ("inference", "pipeline", "scaling", "big")
 STAGES = ("export", "simplify", "patch", "convert", "validate")
 SCALING_SIZES, QUICK_SCALING_SIZES, LARGEST_SIZE = (100, 1000, 5000), (100, 1000), 10000
+SHARED_ZOO_MODELS = ("transformer_encoder",)  # besides the seed: a small model, where start-up costs show
 MEMORY_LIMIT = 16 * 2**30  # the machine has 24 GiB
 BRIDGE = [sys.executable, "-m", "bridge"]
 
@@ -69,25 +72,15 @@ def _shown(argv: list[str]) -> str:
 
 # --- 1. inference --------------------------------------------------------------------------
 
-def measure(work: Path, label: str, batch_sizes: tuple[int, ...], args, log: Path,
-            torch_first: bool = False) -> list[dict]:
-    """Rows for one converted model from ``bridge.bench_worker`` in a fresh process; its peak
-    RSS (all runtimes loaded at once) goes into every row."""
-    rows_json = log.with_suffix(f".{label}.rows.json")
-    rows_json.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "bridge.bench_worker", str(work), "--label", label,
-            "--batch-sizes", ",".join(map(str, batch_sizes)), "--runs", str(args.runs),
-            "--warmup", str(args.warmup), "--threads", str(THREADS), "--json", str(rows_json)]
-    child = bench.run_child(argv + (["--torch-first"] if torch_first else []), log=log, cwd=ROOT)
-    for line in child.output_tail.splitlines():
-        if line.startswith("inference: "):
-            _say(line)
-    if not child.ok or not rows_json.exists():
-        raise RuntimeError(f"the benchmark worker for {label} failed: {child.first_error_line()} (log: {_rel(log)})")
-    rows = json.loads(rows_json.read_text())
-    for row in rows:
-        row["worker_peak_rss_bytes"] = child.peak_rss_bytes
-    return rows
+def measure(work: Path, label: str, batch_sizes: tuple[int, ...], args, log: Path) -> list[dict]:
+    """Rows for one converted model, every runtime in a process of its own."""
+    return bench_inference.measure_model(work, label, batch_sizes, args.runs, args.warmup, THREADS, log)
+
+
+def shared_rows(work: Path, label: str, args, log: Path) -> list[dict]:
+    """What sharing one process costs: batch 1 with every runtime in one process, both import orders."""
+    return [row for order in ("paddle", "torch")
+            for row in bench_inference.measure_shared(work, label, (1,), args.runs, args.warmup, THREADS, log, order)]
 
 
 def convert(source: str, work: Path, log: Path) -> tuple[bench.ChildRun, str | None]:
@@ -114,8 +107,8 @@ def inference_section(args, out: Path) -> dict:
     rows = measure(seed_work, "seqnet", args.batch_sizes, args, log)
     section = {"source": SEED, "work": _rel(seed_work), "batch_sizes": list(args.batch_sizes), "rows": rows,
                "zoo": [], "convert_seconds": {"seqnet": child.seconds}}
-    if not args.quick:  # the same model and batch, torch imported before Paddle
-        section["import_order_rows"] = measure(seed_work, "seqnet", (1,), args, log, torch_first=True)
+    if not args.quick:
+        section["shared_rows"] = shared_rows(seed_work, "seqnet", args, log)
     if args.no_zoo:
         section["zoo_note"] = "Zoo models not benchmarked (--no-zoo)."
         return section
@@ -128,11 +121,9 @@ def inference_section(args, out: Path) -> dict:
             section["rows"].append({"model": path.stem, "batch": 1, "convert_error": error})
             _say(f"inference: {path.stem}: conversion failed: {error}")
             continue
-        try:
-            section["rows"] += measure(work, path.stem, (1,), args, log)
-        except RuntimeError as exc:  # the worker died (a runtime crashing the process): a row says so
-            section["rows"].append({"model": path.stem, "batch": 1, "bench_error": str(exc)})
-            _say(f"inference: {path.stem}: {exc}")
+        section["rows"] += measure(work, path.stem, (1,), args, log)
+        if path.stem in SHARED_ZOO_MODELS:
+            section.setdefault("shared_rows", []).extend(shared_rows(work, path.stem, args, log))
     section["zoo"] = [p.stem for p in models]
     if models:
         section["zoo_note"] = (
@@ -423,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "warmup": args.warmup,
         "min_runs": MIN_RUNS, "row_budget_s": ROW_BUDGET_S, "slow_round_s": SLOW_ROUND_S,
-        "import_order": "each model's runtimes in a fresh process that imports Paddle before torch",
+        "setup": bench_inference.SETUP,
         "out": _rel(out),
         "sections": results,
     }

@@ -1,6 +1,8 @@
 """The benchmark's rules as behaviour, never its timings: interleaved timing (medians of at
 least ten runs between their min and max, every runtime called in turn), child-process memory
-measurement, and ``scripts/bench.py --quick`` writing well-formed results for the seed model."""
+measurement, and ``scripts/bench.py --quick`` writing well-formed results for the seed model
+(every runtime in a process of its own, equal thread counts, ratios that are quotients of the
+medians)."""
 from __future__ import annotations
 
 import json
@@ -39,6 +41,13 @@ def test_interleaved_reports_a_failing_runtime_and_times_the_others():
     timings, errors = bench.interleaved({"ok": lambda: time.sleep(0.001), "broken": broken}, runs=MIN_RUNS, warmup=1)
     assert errors == {"broken": "RuntimeError: no kernel for op X"}
     assert list(timings) == ["ok"] and timings["ok"].median_s >= 0.001
+
+
+def test_interleaved_can_take_durations_measured_where_the_call_ran():
+    durations = iter([0.5, 0.25] * 20)
+    timings, _ = bench.interleaved({"remote": lambda: next(durations)}, runs=MIN_RUNS, warmup=0,
+                                   reports_seconds=True)
+    assert (timings["remote"].min_s, timings["remote"].max_s) == (0.25, 0.5)
 
 
 def test_interleaved_refuses_fewer_than_the_minimum_runs():
@@ -84,10 +93,13 @@ def test_bench_quick_inference_writes_well_formed_results(tmp_path, seqnet_work)
     row = rows[0]
     assert set(row["timings"]) | set(row["errors"]) == set(RUNTIMES)
     assert REFERENCE in row["timings"] and "paddle_inference" in row["timings"]
-    assert row["runs"] >= MIN_RUNS
+    assert row["runs"] >= MIN_RUNS and row["setup"] == "one process per runtime"
     for name, t in row["timings"].items():
         assert t["runs"] == row["runs"] and t["min_s"] <= t["median_s"] <= t["max_s"], name
         assert str(row["threads"][name]).startswith("2"), (name, row["threads"][name])
+        assert row["peak_rss_bytes"][name] > 0, name  # each runtime's own process
+    assert row["onednn"]["paddle_inference_no_onednn"] is False  # what "oneDNN off" claims
+    assert "paddle_inference" in row["onednn"] and row["bridge_settings"] is not None
     ref = row["timings"][REFERENCE]["median_s"]
     for name, value in row["ratios"].items():
         if name in row["timings"]:
