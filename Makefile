@@ -33,11 +33,11 @@ test: $(STAMP)
 
 # Convert and validate every model of the example zoo (examples/); writes zoo/README.md.
 zoo: $(STAMP)
-	$(BIN)/python scripts/zoo.py $(ARGS)
+	BRIDGE_ZOO_VIA_MAKE=1 $(BIN)/python scripts/zoo.py $(ARGS)
 
 # Speed and memory: inference ratios against ONNX Runtime, pipeline cost, scaling; writes bench/.
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py $(ARGS)
+	BRIDGE_BENCH_VIA_MAKE=1 $(BIN)/python scripts/bench.py $(ARGS)
 
 # ONNX's own backend test cases through bridge; resumable; writes conformance/README.md.
 conformance: $(STAMP)

@@ -33,7 +33,7 @@ REFERENCE = "onnxruntime"
 def thread_env(threads: int) -> dict[str, str]:
     """Environment for a process that will load torch and Paddle: OpenMP and MKL pools sized
     ``threads``. ``KMP_BLOCKTIME=0``: Paddle's Intel OpenMP otherwise keeps its workers
-    spinning 200 ms after each call, taking cores from whichever runtime runs next in an
+    spinning 200 ms after each call, taking cores from whichever runtime is called next in an
     interleaved loop (torch uses GNU OpenMP, ONNX Runtime its own pool)."""
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "KMP_BLOCKTIME": "0"}
 

@@ -13,6 +13,7 @@ LABELS = {
     "paddle_dygraph": "Paddle dygraph",
 }
 WRONG_OUTPUT = 1e-3  # max abs diff against ONNX Runtime above which a timing is flagged
+STALLED = 5  # median/min above which a timing is flagged: most of its runs stalled
 
 
 def _ms(seconds: float | None) -> str:
@@ -59,8 +60,9 @@ def _header(data: dict) -> list[str]:
         f"- when: {data['finished']} ({data['seconds']:.0f}s in all){' — **quick mode**, not for comparison' if data['quick'] else ''}",
         f"- machine: {m['cpu']}, {m['cores']} cores ({m['cores_available']} available), "
         f"{_gib(m['memory_bytes'])} memory, {m['platform']}",
-        f"- load average (1 min) at start {load['start']:.2f}, at end {load['end']:.2f}: other processes "
-        "on the machine slow every runtime alike only because runs are interleaved; absolute times move with load",
+        f"- load average (1 min) at start {load['start']:.2f}, at end {load['end']:.2f} ({m['cores']} cores): other "
+        "processes shared the machine; interleaving spreads their effect over every runtime compared, but "
+        "absolute times move with the load",
         f"- tools: {tools} (bridge code sha256 {m['tools'].get('bridge_code_sha256', '?')[:12]})",
         f"- threads: {data['threads']} for every runtime ({data['thread_settings']}); "
         f"environment: {', '.join(f'{k}={v}' for k, v in data['env'].items())}",
@@ -73,7 +75,7 @@ def _header(data: dict) -> list[str]:
     ]
 
 
-def _timing_table(rows: list[dict], notes: list[str], setup_column: bool = False) -> list[str]:
+def _timing_table(rows: list[dict], notes: list[str], stalled: set[str], setup_column: bool = False) -> list[str]:
     first = "| model | batch | " + ("setup | " if setup_column else "") + "runs | bridge config | "
     lines = [
         first + " | ".join(LABELS[r] for r in RUNTIMES) + " | bridge config / ORT | plain Config / ORT | oneDNN off / ORT |",
@@ -90,7 +92,11 @@ def _timing_table(rows: list[dict], notes: list[str], setup_column: bool = False
                 cells.append("error")
                 notes.append(f"- {row['model']} batch {row['batch']}, {LABELS[runtime]}: {row['errors'][runtime]}")
                 continue
-            cell = _timing(row["timings"].get(runtime))
+            timing = row["timings"].get(runtime)
+            cell = _timing(timing)
+            if timing and timing["median_s"] > STALLED * timing["min_s"]:
+                cell += " ‡"
+                stalled.add(runtime)
             diff = row["max_abs_vs_reference"].get(runtime)
             if diff is not None and diff > WRONG_OUTPUT:
                 cell += " wrong output†"
@@ -109,6 +115,7 @@ def _inference(section: dict) -> list[str]:
     if section.get("skipped"):
         return lines + [f"Skipped: {section['skipped']}.", ""]
     notes: list[str] = []
+    stalled: set[str] = set()
     lines += [
         "Milliseconds per call of `run(feeds)`, numpy inputs to numpy outputs (input copy and output "
         "fetch included), the same seeded inputs for every runtime. Every runtime runs in a process of its "
@@ -116,7 +123,7 @@ def _inference(section: dict) -> list[str]:
         "process; conversions ran as `bridge convert` children beforehand. Ratios: Paddle Inference / "
         f"{LABELS[REFERENCE]} (below 1: Paddle is faster).",
         "",
-        *_timing_table(section["rows"], notes),
+        *_timing_table(section["rows"], notes, stalled),
     ]
     threads = sorted({str(t) for row in section["rows"] for t in row.get("threads", {}).values()})
     onednn = {}
@@ -148,11 +155,19 @@ def _inference(section: dict) -> list[str]:
             "", "### Sharing one process",
             "",
             "The same model and batch with all six runtimes in one process (`python -m bridge.bench_worker "
-            "shared`), as a serving process that loads both frameworks would: torch ships GNU OpenMP, Paddle "
-            "Intel OpenMP, and the one imported first decides which runtime suffers.",
+            "shared`), as a serving process that loads both frameworks would. torch ships GNU OpenMP, Paddle "
+            "Intel OpenMP; the two rows per model differ only in which framework was imported first. Compare "
+            "with the one-process-per-runtime rows above (same loop, other processes).",
             "",
-            *_timing_table(section["shared_rows"], notes, setup_column=True),
+            *_timing_table(section["shared_rows"], notes, stalled, setup_column=True),
         ]
+    if stalled:
+        notes.append(
+            f"- ‡ median over {STALLED}× the minimum: most runs stalled ({', '.join(LABELS[r] for r in RUNTIMES if r in stalled)}). "
+            "For torch eager on small models the likely cause is its OpenMP threads (two, on two cores) meeting "
+            "at a barrier after every op: whenever another process holds a core, each op waits for the "
+            "scheduler. The load average above says how busy the machine was; the minimum is the figure "
+            "without stalls.")
     if notes:
         lines += ["", *dict.fromkeys(notes)]
     return lines + [""]

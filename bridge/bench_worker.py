@@ -5,10 +5,12 @@ of its own, driven over stdin/stdout by ``bridge.bench_inference``.
     python -m bridge.bench_worker shared WORK --import-order paddle|torch --batch-sizes 1
                                   --runs 20 --warmup 3 --threads 2 --json ROWS.json
 
-A process per runtime because runtimes sharing a process slow each other down: torch ships GNU
-OpenMP, Paddle Intel OpenMP, and with both loaded SeqNet under Paddle Inference ran 3-8x slower
-when torch was imported first, and torch itself ran slower in either order. ``shared`` measures
-exactly that: all runtimes in one process, in a chosen import order (bench/README.md).
+A process per runtime because runtimes sharing a process can slow each other down: torch ships
+GNU OpenMP, Paddle Intel OpenMP. On this 2-core machine under load (load average 5, other jobs
+running), SeqNet under Paddle Inference ran 3-8x slower in a process that had imported torch
+first than in one that imported Paddle first; on the idle machine the two orders were within
+noise. ``shared`` measures exactly that, all runtimes in one process in a chosen import order,
+so every bench run says how it was this time (bench/README.md).
 
 ``serve`` protocol, one JSON object per line each way: the worker first answers
 ``{"ok": true, "threads": ..., "onednn": ..., "frameworks": [...]}`` (or ``"ok": false`` with

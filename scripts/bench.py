@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out if args.out.is_absolute() else Path.cwd() / args.out).resolve()
     words = sys.argv[1:] if argv is None else argv
     command = "make bench" + (f" ARGS={shlex.quote(shlex.join(words))}" if words else "") \
-        if os.environ.get("MAKELEVEL") and argv is None else shlex.join(["python", "scripts/bench.py", *words])
+        if os.environ.get("BRIDGE_BENCH_VIA_MAKE") == "1" and argv is None else shlex.join(["python", "scripts/bench.py", *words])
 
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     results: dict[str, dict] = {}

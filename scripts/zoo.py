@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     report_dir = args.report or (DEFAULT_REPORT if full_run else args.out)
     out = args.out if args.out.is_absolute() else (Path.cwd() / args.out)
 
-    command = "make zoo" if os.environ.get("MAKELEVEL") and full_run and argv is None and len(sys.argv) == 1 else \
+    command = "make zoo" if os.environ.get("BRIDGE_ZOO_VIA_MAKE") == "1" and full_run and argv is None and len(sys.argv) == 1 else \
         shlex.join(["python", "scripts/zoo.py", *(sys.argv[1:] if argv is None else argv)])
     start = time.perf_counter()
     results = []
