@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bridge import weights_map
 from bridge.errors import BridgeError
+from bridge.integrity import verify_work
 from bridge.pipeline import (
     _require_stage, step_export, step_patch, step_simplify, validate,
 )
@@ -31,6 +32,7 @@ def _load_weights(work: Path, weights_file: Path) -> str:
 
     manifest = Manifest.load(work)
     _require_stage(manifest, "convert")
+    verify_work(work, manifest)  # before the weights map, params or torch state are read
     start = time.perf_counter()
     wmap = weights_map.read_map(work / PADDLE_DIR)
     state = read_state_dict(weights_file)

@@ -366,8 +366,11 @@ def validate(
 
 def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads) -> validate_stage.ValidationReport:
     from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL
+    from bridge.integrity import verify_work
 
     manifest = Manifest.load(work)
+    _require_stage(manifest, "convert")
+    verify_work(work, manifest)  # before the generated code is imported or any params loaded
     specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
     notes: list[str] = []
     if not manifest.data.get("dynamic_batch", True):

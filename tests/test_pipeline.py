@@ -14,6 +14,7 @@ import pytest
 from bridge import pipeline
 from bridge.errors import BridgeError
 from bridge.workdir import Manifest
+from tests.helpers import rerecord
 
 
 def test_export_stage(seqnet_work):
@@ -93,6 +94,7 @@ def test_validate_detects_a_wrong_model(seqnet_work, tmp_path):
     name = next(k for k in params if k.endswith("fc2_bias"))
     params[name] = params[name] + 0.5
     paddle.save(params, str(params_path))
+    rerecord(broken, "paddle/model.pdparams")  # a converter bug, not a hand edit (integrity check)
     proc = subprocess.run(
         [sys.executable, "-m", "bridge", "validate", str(broken), "--batch-sizes", "1"],
         capture_output=True, text=True,
@@ -169,6 +171,7 @@ def test_stage_diff_names_the_first_divergent_stage(seqnet_work, tmp_path):
     bias = next(i for i in model.graph.initializer if i.name == "fc2.bias")
     bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 0.25, "fc2.bias"))
     onnx.save(model, str(work / "model.patched.onnx"))
+    rerecord(work, "model.patched.onnx")  # a patch bug, not a hand edit (integrity check)
     report = pipeline.validate(work, batch_sizes=(1,))
     assert not report.passed
     assert report.first_divergent_stage == "patch"
