@@ -132,6 +132,38 @@ def _cmd_load_weights(args) -> int:
     return 0
 
 
+def _cmd_reduce(args) -> int:
+    from bridge import reduce as reducer
+
+    if args.check:
+        check, recorded = reducer.check_repro(Path(args.dir), atol=args.atol, rtol=args.rtol)
+        for d in check.diffs:
+            size = "-" if d.max_abs_diff is None else f"{d.max_abs_diff:.2e}"
+            shape = "x".join(map(str, d.shape)) + ("" if d.shape == d.ref_shape else f" (ONNX Runtime {'x'.join(map(str, d.ref_shape))})")
+            print(f"  {d.output}: {shape} max_abs {size}  {'ok' if d.passed else 'FAIL: ' + str(d.problem)}")
+        if check.failure is None:
+            print(f"passes: {args.dir} converts and matches ONNX Runtime now")
+            return 0
+        same = "" if recorded is None else (" (as recorded)" if recorded.same_as(check.failure)
+                                             else f" (recorded: {recorded.kind}: {recorded.detail})")
+        print(f"FAILS: {check.failure.kind}: {check.failure.detail}{same}")
+        return 1
+    result = reducer.reduce(Path(args.dir), out=Path(args.out) if args.out else None, max_trials=args.max_trials,
+                            batch=args.batch, atol=args.atol, rtol=args.rtol)
+    if result.failure is None:
+        print(f"nothing to reduce: {result.source} converts and matches ONNX Runtime")
+        return 1
+    seconds = sum(t.seconds for t in result.trials)
+    print(f"failure: {result.failure.kind}: {result.failure.detail}")
+    print(f"kept {len(result.kept)} of {result.total_nodes} nodes after {len(result.trials)} trials ({seconds:.0f}s)"
+          + (f"; stopped at --max-trials {args.max_trials}, may not be minimal" if result.exhausted else "") + ":")
+    for name in result.kept_names:
+        print(f"  {name}")
+    print(f"wrote {result.repro}/ (model.onnx, inputs.npz, failure.json, command.txt)")
+    print(f"shows the failure: bridge reduce --check {result.repro}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridge", description="PyTorch -> ONNX -> PaddlePaddle, proven numerically."
@@ -210,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and Paddle Inference")
     common(val)
     val.set_defaults(func=_cmd_validate)
+
+    red = sub.add_parser("reduce", help="shrink a failing model to a small subgraph that fails the same way")
+    red.add_argument("dir", help="work directory (reduces model.patched.onnx) or ONNX file; with --check, a repro folder")
+    red.add_argument("--check", action="store_true",
+                     help="run a repro folder: X2Paddle, then Paddle Inference vs ONNX Runtime on its inputs.npz (exit 1: fails)")
+    red.add_argument("--out", metavar="REPRO", help="repro folder to write (default DIR/repro)")
+    red.add_argument("--max-trials", type=int, default=64, help="conversions to try at most (default 64)")
+    red.add_argument("--batch", type=int, default=None, help="batch of the seeded inputs (default 1, as validate's first)")
+    red.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
+    red.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
+    common(red)
+    red.set_defaults(func=_cmd_reduce)
     return parser
 
 
