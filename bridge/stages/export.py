@@ -173,13 +173,22 @@ def copy_onnx(src: Path, onnx_path: Path, input_specs: list[InputSpec]) -> Expor
     unknown = sorted(set(given) - {d.name for d in declared})
     if unknown:
         raise BridgeError(f"--input {unknown[0]}: {src} has no input named {unknown[0]!r} (inputs: {', '.join(d.name for d in declared)})")
+    # graph_inputs gives [] both for a scalar and for an input without a shape; only the
+    # first is a known shape.
+    ranked = {vi.name for vi in model.graph.input if vi.type.tensor_type.HasField("shape")}
     specs, dynamic_batch = [], True
     for d in declared:
         if d.name in given:
             specs.append(given[d.name])
             continue
+        if not d.shape and d.name in ranked:
+            # A rank-0 input (a learning rate, a Clip bound, a window length): fully known, and
+            # it has no batch axis, so it neither makes nor unmakes the batch dynamic.
+            specs.append(InputSpec(d.name, (), d.dtype))
+            continue
         if any(not isinstance(dim, int) for dim in d.shape[1:]) or not d.shape:
-            raise BridgeError(f"{src}: input {d.name!r} has shape {d.shape}; give it with --input {d.name}:SHAPE")
+            shape = d.shape if d.name in ranked else "unknown"
+            raise BridgeError(f"{src}: input {d.name!r} has shape {shape}; give it with --input {d.name}:SHAPE")
         batch = d.shape[0] if isinstance(d.shape[0], int) else 2
         dynamic_batch = dynamic_batch and not isinstance(d.shape[0], int)
         specs.append(InputSpec(d.name, (batch, *d.shape[1:]), d.dtype))
