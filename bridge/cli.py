@@ -71,7 +71,7 @@ def _cmd_validate(args) -> int:
 
     report = pipeline.validate(
         Path(args.dir), device=args.device, batch_sizes=args.batch_sizes,
-        atol=args.atol, rtol=args.rtol, threads=args.threads,
+        atol=args.atol, rtol=args.rtol, threads=args.threads, layerwise=args.layerwise,
     )
     print(report.render())
     print(f"wrote {Path(args.dir) / 'validation.json'}")
@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
     val.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
     val.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and Paddle Inference")
+    val.add_argument("--layerwise", action="store_true",
+                     help="also compare every intermediate tensor (ONNX Runtime vs Paddle) and name the first "
+                          "node whose own Paddle code diverges")
     common(val)
     val.set_defaults(func=_cmd_validate)
 

@@ -358,13 +358,17 @@ def _build_stage_runners(work: Path, device: str, threads: int | None):
 def validate(
     work: Path, *, device: str = "cpu", batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     atol: float | None = None, rtol: float | None = None, threads: int | None = None,
+    layerwise: bool = False,
 ) -> validate_stage.ValidationReport:
+    """``layerwise``: also compare every intermediate tensor and name the first divergent node
+    (``bridge.layerwise``; the report is then a ``LayerwiseValidationReport``)."""
     Manifest.load(work)  # a clear error for a folder that is not a work directory, before locking
     with work_lock(work):
-        return _validate(work, device=device, batch_sizes=batch_sizes, atol=atol, rtol=rtol, threads=threads)
+        return _validate(work, device=device, batch_sizes=batch_sizes, atol=atol, rtol=rtol, threads=threads,
+                         layerwise=layerwise)
 
 
-def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads) -> validate_stage.ValidationReport:
+def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise=False) -> validate_stage.ValidationReport:
     from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL
     from bridge.integrity import verify_work
 
@@ -387,6 +391,13 @@ def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads) -> valida
             atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
             stage_runners=stage_runners, stage_errors=stage_errors,
         )
+        if layerwise:  # at the largest batch: batch-dependent conversion faults show there
+            from bridge import layerwise as layerwise_mod
+
+            layers = layerwise_mod.run_layerwise(
+                work / PATCHED_ONNX, work / PADDLE_DIR, feeds[max(feeds)],
+                atol=report.atol, rtol=report.rtol, device=device, threads=threads)
+            report = layerwise_mod.with_layerwise(report, layers)
     report.notes.extend(notes)
     seconds = time.perf_counter() - start
     write_json_atomic(work / VALIDATION_JSON, report.to_json())
