@@ -27,7 +27,9 @@ import numpy as np
 
 from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff, compare_arrays
 from bridge.errors import BridgeError
-from bridge.workdir import PADDLE_DIR, PATCHED_ONNX, atomic_path, capture_fds, write_json_atomic, write_text_atomic
+from bridge.workdir import (
+    PADDLE_DIR, PATCHED_ONNX, atomic_path, capture_fds, check_out_dir, write_json_atomic, write_text_atomic,
+)
 
 REPRO_DIR = "repro"
 REPRO_MODEL, REPRO_INPUTS, REPRO_FAILURE, REPRO_COMMAND = "model.onnx", "inputs.npz", "failure.json", "command.txt"
@@ -257,7 +259,12 @@ def ort_intermediates(model, feeds: dict[str, np.ndarray], scratch: Path) -> dic
                 have.add(name)
     path = scratch / "intermediates.onnx"
     onnx.save(exposed, str(path), save_as_external_data=exposed.ByteSize() > 1_900_000_000)
-    values = OrtRunner(path).run(feeds)
+    try:
+        values = OrtRunner(path).run(feeds)
+    except BridgeError:
+        raise
+    except Exception as exc:  # the reference itself cannot run: nothing to compare against
+        raise BridgeError(f"{path.name}: ONNX Runtime cannot run the model: {_first_error_line(exc)}") from exc
     return {**feeds, **{k: v for k, v in values.items() if isinstance(v, np.ndarray)}}
 
 
@@ -355,16 +362,17 @@ def _feeds_for(work: Path, batch: int | None) -> tuple[Path, dict[str, np.ndarra
     from bridge.stages.export import random_inputs
     from bridge.workdir import Manifest, require_artifact
 
-    if work.is_file() or work.suffix == ".onnx":
+    if work.is_file():
         from bridge.onnx_io import graph_inputs, load_onnx
 
+        declared = graph_inputs(load_onnx(work))
         specs = []
-        for gi in graph_inputs(load_onnx(work)):
+        for gi in declared:
             if not gi.shape or any(not isinstance(d, int) for d in gi.shape[1:]):
                 raise BridgeError(f"{work}: input {gi.name!r} has shape {gi.shape}; reduce its work directory "
                                   f"instead (`bridge stage export {work} --out DIR --input {gi.name}:SHAPE`, then simplify, patch)")
             specs.append(InputSpec(gi.name, (gi.shape[0] if isinstance(gi.shape[0], int) else 1, *gi.shape[1:]), gi.dtype))
-        dynamic = any(not isinstance(gi.shape[0], int) for gi in graph_inputs(load_onnx(work)))
+        dynamic = any(not isinstance(gi.shape[0], int) for gi in declared)
         onnx_path = work
     else:
         manifest = Manifest.load(work)
@@ -396,6 +404,7 @@ def reduce(work: Path, *, out: Path | None = None, max_trials: int = DEFAULT_MAX
         raise BridgeError(f"{work}: no such work directory or ONNX file")
     is_dir = work.is_dir()
     out = out or (work / REPRO_DIR if is_dir else work.with_name(f"{work.stem}.{REPRO_DIR}"))
+    check_out_dir(out)
     lock = work_lock(work) if is_dir else contextlib.nullcontext()
     if is_dir:
         from bridge.workdir import Manifest
@@ -422,11 +431,15 @@ def reduce(work: Path, *, out: Path | None = None, max_trials: int = DEFAULT_MAX
         result.exhausted = reducer.exhausted
         result.kept_names = [index.describe(i) for i in result.kept]
         result.repro = out
-        _write_repro(out, index, values, result, batch)
+        _write_repro(out, index, values, result, {"batch": batch, "atol": reducer.atol, "rtol": reducer.rtol,
+                                                  "inference_settings": settings})
     return result
 
 
-def _write_repro(out: Path, index: GraphIndex, values: dict[str, np.ndarray], result: ReduceResult, batch: int) -> None:
+def _write_repro(out: Path, index: GraphIndex, values: dict[str, np.ndarray], result: ReduceResult,
+                 conditions: dict) -> None:
+    """``out``/: the kept nodes' model, the ONNX Runtime values feeding it, what failed and
+    under which conditions (``--check`` reuses them), and the command that shows it."""
     import onnx
 
     model, feeds = index.extract(result.kept, values)
@@ -435,7 +448,7 @@ def _write_repro(out: Path, index: GraphIndex, values: dict[str, np.ndarray], re
         onnx.save(model, str(tmp / REPRO_MODEL))
         np.savez(tmp / REPRO_INPUTS, **feeds)
         write_json_atomic(tmp / REPRO_FAILURE, {
-            "source": str(result.source), "batch": batch, "failure": asdict(result.failure),
+            "source": str(result.source), **conditions, "failure": asdict(result.failure),
             "repro_failure": asdict(next(t.failure for t in reversed(result.trials) if t.same and t.nodes == result.kept)),
             "nodes_total": result.total_nodes, "nodes_kept": list(result.kept), "kept": result.kept_names,
             "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in feeds.items()},
@@ -450,12 +463,21 @@ def check_repro(repro: Path, *, atol: float | None = None, rtol: float | None = 
     inputs. Returns the outcome and the failure recorded when the repro was written."""
     if not (repro / REPRO_MODEL).is_file() or not (repro / REPRO_INPUTS).is_file():
         raise BridgeError(f"{repro}: not a repro folder (needs {REPRO_MODEL} and {REPRO_INPUTS}; written by `bridge reduce DIR`)")
-    recorded = None
+    record: dict = {}
     if (repro / REPRO_FAILURE).is_file():
-        recorded = Failure(**json.loads((repro / REPRO_FAILURE).read_text())["failure"])
+        try:
+            record = json.loads((repro / REPRO_FAILURE).read_text())
+            recorded = Failure(**record["failure"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BridgeError(f"{repro / REPRO_FAILURE}: not a failure record written by `bridge reduce` ({exc})") from exc
+    else:
+        recorded = None
     with np.load(repro / REPRO_INPUTS) as data:
         feeds = {k: data[k] for k in data.files}
+    # The tolerances and Paddle Inference settings the reduction ran under, unless overridden.
+    atol = record.get("atol", DEFAULT_ATOL) if atol is None else atol
+    rtol = record.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
     with tempfile.TemporaryDirectory(prefix="bridge-reduce-check-") as scratch:
-        check = check_model(repro / REPRO_MODEL, feeds, Path(scratch), atol=DEFAULT_ATOL if atol is None else atol,
-                            rtol=DEFAULT_RTOL if rtol is None else rtol)
+        check = check_model(repro / REPRO_MODEL, feeds, Path(scratch), settings=record.get("inference_settings"),
+                            atol=atol, rtol=rtol)
     return check, recorded

@@ -133,18 +133,20 @@ def test_reduce_numerical_fault_to_the_pool(tmp_path, capsys):
 
 
 def test_reduce_conversion_failure_to_the_refused_node(tmp_path, capsys):
-    work = work_dir(tmp_path, parse_model(ROUND_MODEL))
-    code, out = reduce_cli(capsys, work, "--out", tmp_path / "round_repro")
+    # An ONNX file (a refused conversion leaves no work directory) is reduced as it is.
+    source = tmp_path / "round.onnx"
+    onnx.save(parse_model(ROUND_MODEL), str(source))
+    code, out = reduce_cli(capsys, source)
     assert code == 0, out
-    repro = tmp_path / "round_repro"
+    repro = tmp_path / "round.repro"
     model = onnx.load(str(repro / "model.onnx"))
     assert [n.op_type for n in model.graph.node] == ["Round"]
     record = json.loads((repro / "failure.json").read_text())
     assert record["failure"]["kind"] == "conversion" and "Round" in record["failure"]["detail"]
     with np.load(repro / "inputs.npz") as data:  # Round's input, as ONNX Runtime computed it
-        specs = [InputSpec.from_json(s) for s in Manifest.load(work).data["inputs"]]
-        expected = ort_values(work / PATCHED_ONNX, random_inputs(specs, batch=1, seed=1), ["c"], tmp_path)
-        np.testing.assert_array_equal(data["c"], expected["c"])
+        assert list(data.files) == ["c"]
+        feeds = random_inputs([InputSpec("x", (1, 3, 8))], batch=1, seed=1)
+        np.testing.assert_array_equal(data["c"], ort_values(source, feeds, ["c"], tmp_path)["c"])
 
     proc = run_command_txt(repro)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -165,8 +167,10 @@ def test_reduce_a_model_that_does_not_fail(tmp_path, capsys):
     (["{tmp}"], "not a bridge work directory"),
     (["--check", "{tmp}"], "not a repro folder"),
     (["{tmp}", "--max-trials", "0"], "--max-trials 0"),
+    (["{tmp}/bad.onnx"], "not a valid ONNX model"),
 ])
 def test_reduce_bad_input(tmp_path, capsys, args, message):
+    (tmp_path / "bad.onnx").write_bytes(b"not protobuf")
     code, out = reduce_cli(capsys, *[a.format(tmp=tmp_path) for a in args])
     assert code == 2, out
     assert message in out and len(out.strip().splitlines()) == 1
