@@ -110,7 +110,9 @@ class LayerwiseReport:
             extra = f" ({extra})" if extra else ""
             lines.append(f"  {r.index:>4}  {r.node[:28]:<28} {r.op_type[:12]:<12} {(r.paddle_var or '-')[:32]:<32} "
                          f"{num(r.max_abs):>9} {num(r.local_max_abs):>9}  {result}{extra}")
-        if len(shown) < len(self.rows):
+        if not shown:
+            lines[-1] = f"  no tensor over tolerance; all {len(self.rows)} rows are in validation.json"
+        elif len(shown) < len(self.rows):
             lines.append(f"  ... {len(self.rows) - len(shown)} more rows in validation.json")
         lines.append(f"tensors over tolerance: {len(over)} whole-model, {len(local_bad)} local")
         lines.append(self.summary())
