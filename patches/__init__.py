@@ -17,6 +17,10 @@ from bridge.patches._base import (
 )
 from bridge.patches.castlike_to_cast import CastLikeToCast
 from bridge.patches.constant_infinity import ConstantInfinity
+from bridge.patches.decompose_activations import ACTIVATION_PATCHES
+from bridge.patches.decompose_indexing import INDEXING_PATCHES
+from bridge.patches.decompose_math import MATH_PATCHES
+from bridge.patches.decompose_normalization import NORMALIZATION_PATCHES
 from bridge.patches.drop_unit_dilations import DropUnitDilations
 from bridge.patches.flatten_dynamic_dims import FlattenDynamicDims
 from bridge.patches.gru_unroll import GruUnroll
@@ -39,6 +43,13 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     FlattenDynamicDims(),
     ResizeHalfPixel(),
     CastLikeToCast(),
+    # Decompositions of ops X2Paddle 1.6.0 does not map into ops it maps (several rewrite
+    # classes per file, one per op or op family). Last: they write only ops that no patch
+    # above rewrites, so nothing above needs to see their output.
+    *ACTIVATION_PATCHES,
+    *MATH_PATCHES,
+    *NORMALIZATION_PATCHES,
+    *INDEXING_PATCHES,
 )
 
 PATCHES_BY_NAME = {p.name: p for p in DEFAULT_PATCHES}

@@ -1,7 +1,7 @@
 """The conformance harness (``bridge.conformance``) on a few of ONNX's backend test cases,
 through the real machinery: one child process per case, bridge's ONNX path, Paddle Inference.
 
-test_relu passes; test_gelu_default_1 is refused (X2Paddle 1.6.0 maps no Gelu);
+test_relu passes; test_atan is refused (X2Paddle 1.6.0 maps no Atan, and no patch decomposes it);
 test_argmax_default_axis_example converts and runs but keeps the wrong axis (output shape
 [1, 1] where ONNX says [1, 2]). A crash and a timeout are provoked on purpose.
 """
@@ -21,7 +21,7 @@ from bridge.conformance_report import failure_reason
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {
     "test_relu": ("Relu", "pass"),
-    "test_gelu_default_1": ("Gelu", "unsupported"),
+    "test_atan": ("Atan", "unsupported"),
     "test_argmax_default_axis_example": ("ArgMax", "mismatch"),
 }
 
@@ -53,7 +53,7 @@ def test_each_case_gets_its_status(first_run):
         assert record["suite_cases"] > 1800  # onnx 1.23.2 has 1,884 node cases
         assert re.fullmatch(r"[0-9a-f]{12}", record["bridge_modules"])
     assert records["test_relu"]["error"] is None and records["test_relu"]["max_abs_diff"] <= 1e-4
-    assert "no mapping for op type Gelu" in records["test_gelu_default_1"]["error"]
+    assert "no mapping for op type Atan" in records["test_atan"]["error"]
     assert records["test_argmax_default_axis_example"]["error"] == "output 'result': shape [1, 1] != [1, 2]"
 
 
@@ -69,10 +69,10 @@ def test_readme_is_regenerated_from_results(first_run):
     _, out = first_run
     readme = (out / "README.md").read_text()
     assert "| Relu | 1 | 1 | node |  |" in readme
-    assert "| Gelu | 1 | 0 | node | unsupported: X2Paddle 1.6.0 has no mapping for op type Gelu (N node(s)) (1) |" in readme
+    assert "| Atan | 1 | 0 | node | unsupported: X2Paddle 1.6.0 has no mapping for op type Atan (N node(s)) (1) |" in readme
     assert "| node | 1884 | 3 | 1 | 0.1% | 33.3% | 1 | 0 | 0 | 1 | 0 | 0 | 320 / 1884 | - |" in readme
     assert "3 cases, 3 of the 1884 node cases" in readme
-    assert "## Op types X2Paddle 1.6.0 does not map (cases refused)\n\nGelu (1)\n" in readme
+    assert "## Op types X2Paddle 1.6.0 does not map (cases refused)\n\nAtan (1)\n" in readme
     assert re.search(r"this harness left out\): `[0-9a-f]{12}` \(3 cases\)\.\n", readme)
 
     # A later record of a case wins; a line cut short by a kill is skipped; the hand edit goes.

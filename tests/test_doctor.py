@@ -120,7 +120,7 @@ def test_patched_seed_has_no_findings(seed_raw):
 @pytest.mark.parametrize("op, opset, body", [
     ("Einsum", 12, 'y = Einsum <equation = "ij->ij"> (x)'),
     ("Trilu", 14, "y = Trilu (x)"),
-    ("Gelu", 20, "y = Gelu (x)"),
+    ("Atan", 20, "y = Atan (x)"),  # stays unmapped: no exact form in ops X2Paddle maps
 ])
 def test_unmapped_op_blocks(op, opset, body):
     report = diagnose(graph(f"[n0] {body}", opset))
