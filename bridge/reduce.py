@@ -34,9 +34,6 @@ from bridge.workdir import (
 REPRO_DIR = "repro"
 REPRO_MODEL, REPRO_INPUTS, REPRO_FAILURE, REPRO_COMMAND = "model.onnx", "inputs.npz", "failure.json", "command.txt"
 DEFAULT_MAX_TRIALS = 64
-# Tensors computed from these depend on shapes only, which are fixed in a repro; X2Paddle's
-# mappers want several such inputs (Reshape's shape, Resize's sizes...) as constants.
-SHAPE_OPS = ("Shape", "Size")
 NONDETERMINISTIC_OPS = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli")
 
 
@@ -45,7 +42,9 @@ class Failure:
     """How a model fails: ``kind`` and a normalised ``key`` must both agree for two failures to
     be "the same way"; ``detail`` is the line people read."""
 
-    kind: str  # "conversion" (X2Paddle refused or crashed), "paddle_runtime", "mismatch"
+    # "conversion" (X2Paddle refused or crashed), "paddle_runtime", "mismatch"; for a candidate
+    # only: "reference_error" (ONNX Runtime cannot run it), "invalid_cut" (no value to cut at)
+    kind: str
     key: str
     detail: str
 
@@ -96,6 +95,17 @@ def _first_error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {named or (lines[0] if lines else '')}"
 
 
+def _as_onnx_represents(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Paddle's value in ONNX's representation where X2Paddle only represents it differently:
+    shape [1] for a 0-d tensor, int32 for int64 indices. Cut outputs are often such tensors,
+    and counting these as mismatches would make a reduction chase them instead of the bug."""
+    if ref.ndim == 0 and got.shape == (1,):
+        got = got.reshape(())
+    if got.dtype != ref.dtype and got.dtype.kind in "iub" and ref.dtype.kind in "iub":
+        got = got.astype(ref.dtype)
+    return got
+
+
 def check_model(onnx_path: Path, feeds: dict[str, np.ndarray], scratch: Path, *, settings: dict | None = None,
                 atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, compare: bool = True) -> CheckResult:
     """Convert ``onnx_path`` with X2Paddle and run it in Paddle Inference against ONNX Runtime on
@@ -108,19 +118,32 @@ def check_model(onnx_path: Path, feeds: dict[str, np.ndarray], scratch: Path, *,
     try:
         result = convert_stage.run(onnx_path, scratch / PADDLE_DIR, log)
     except BridgeError as exc:
-        return CheckResult(Failure("conversion", f"{type(exc).__name__}: {normalise(str(exc), [onnx_path, scratch])}",
-                                   re.sub(r"\s*\(log: [^)]*\)\s*$", "", str(exc))))
+        message = re.sub(r"\s*\(log: [^)]*\)\s*$", "", str(exc))
+        if message.endswith(":") and log.exists():  # Paddle's "In transformed code:": the cause is in the log
+            causes = [c for c in re.findall(r"^\s*(\w+(?:Error|Exception): .*\S)\s*$", log.read_text(errors="replace"),
+                                            flags=re.M) if not c.endswith(":")]
+            message += f" {causes[-1]}" if causes else ""
+        return CheckResult(Failure("conversion", f"{type(exc).__name__}: {normalise(message, [onnx_path, scratch])}", message))
     if not compare:
         return CheckResult(None)
-    reference = OrtRunner(onnx_path).run(feeds)
+    try:
+        reference = OrtRunner(onnx_path).run(feeds)
+    except Exception as exc:  # no reference: a failure no full model (ORT ran it) shares
+        line = _first_error_line(exc)
+        return CheckResult(Failure("reference_error", normalise(line, [onnx_path, scratch]), line))
     try:
         with capture_fds(log):  # Paddle's glog chatter
             got = PaddleInferenceRunner(scratch / PADDLE_DIR, result.inputs, result.outputs, settings=settings).run(feeds)
     except Exception as exc:  # a runtime refusing the model is a failure kind of its own
         line = _first_error_line(exc)
         return CheckResult(Failure("paddle_runtime", normalise(line, [onnx_path, scratch]), line))
-    diffs = [compare_arrays(got[name], reference[name], batch=0, output=name, runner="paddle_inference",
-                            reference="onnxruntime", atol=atol, rtol=rtol) for name in result.outputs]
+    missing = [name for name in result.outputs if name not in got]
+    if missing:
+        line = f"Paddle Inference returned no output {missing[0]!r}"
+        return CheckResult(Failure("paddle_runtime", normalise(line), line))
+    diffs = [compare_arrays(_as_onnx_represents(got[name], reference[name]), reference[name], batch=0, output=name,
+                            runner="paddle_inference", reference="onnxruntime", atol=atol, rtol=rtol)
+             for name in result.outputs]
     bad = [d for d in diffs if not d.passed]
     if not bad:
         return CheckResult(None, diffs)
@@ -170,6 +193,7 @@ class GraphIndex:
         self.reads: list[list[str]] = []
         self.readers: dict[str, set[int]] = {}
         self.constant: set[str] = set(self.initializers)
+        self.producer: dict[str, int] = {}
         for i, node in enumerate(self.nodes):
             names = [n for n in node.input if n]
             for attr in node.attribute:
@@ -179,10 +203,27 @@ class GraphIndex:
             self.reads.append(names)
             for name in names:
                 self.readers.setdefault(name, set()).add(i)
-            if node.op_type in SHAPE_OPS or (
-                node.op_type not in NONDETERMINISTIC_OPS and all(n in self.constant for n in names)
-            ):
+            self.producer.update({o: i for o in node.output if o})
+            if node.op_type not in NONDETERMINISTIC_OPS and all(n in self.constant for n in names):
                 self.constant |= {o for o in node.output if o}
+
+    def close(self, keep: Iterable[int], values: dict[str, np.ndarray]) -> frozenset[int]:
+        """``keep`` plus the producers of every non-float, data-dependent tensor it reads (shapes
+        from ``Shape``, masks, indices), recursively: those are computed inside the candidate as
+        in the full model. Frozen as constants they mislead X2Paddle (an LSTM's initial state
+        from ``ConstantOfShape`` of a constant shape: "batch size of Input and PreState should be
+        equal. But received 1 and -1")."""
+        kept = set(keep)
+        todo = list(kept)
+        while todo:
+            for name in self.reads[todo.pop()]:
+                j = self.producer.get(name)
+                if j is None or j in kept or name in self.constant or name not in values:
+                    continue
+                if values[name].dtype.kind not in "fc":
+                    kept.add(j)
+                    todo.append(j)
+        return frozenset(kept)
 
     def describe(self, i: int) -> str:
         from bridge.stages.convert import describe_node
@@ -190,15 +231,15 @@ class GraphIndex:
         return describe_node(self.nodes[i])
 
     def extract(self, keep: Iterable[int], values: dict[str, np.ndarray]):
-        """The kept nodes as a model of their own, and the feeds for its inputs. A tensor
-        entering from a dropped node is an input fed with the ONNX Runtime value, or an
-        initializer holding it where it is a constant or not floating point (shapes, indices:
-        fixed in a repro, and X2Paddle needs many of them constant). Outputs: the kept nodes'
-        tensors that a dropped node or the graph's output reads."""
+        """The kept nodes (``close``d) as a model of their own, and the feeds for its inputs. A
+        tensor entering from a dropped node is an input fed with the ONNX Runtime value, or an
+        initializer holding it where it is a constant (computed from initializers only).
+        Outputs: the kept nodes' non-constant tensors that a dropped node or the graph's output
+        reads."""
         from onnx import helper, numpy_helper
 
-        kept = sorted(set(keep))
-        kept_set = set(kept)
+        kept_set = self.close(keep, values)
+        kept = sorted(kept_set)
         produced = {o for i in kept for o in self.nodes[i].output if o}
         inputs, initializers, feeds = [], [], {}
         for name in dict.fromkeys(n for i in kept for n in self.reads[i] if n not in produced):
@@ -209,21 +250,23 @@ class GraphIndex:
                 feeds[name] = values[name]
             elif name not in values:
                 raise BridgeError(f"tensor {name!r}: ONNX Runtime gave no value for it; cannot cut there")
-            elif name in self.constant or values[name].dtype.kind not in "fc":
+            elif name in self.constant:
                 initializers.append(numpy_helper.from_array(values[name], name))
             else:
                 value = values[name]
                 inputs.append(helper.make_tensor_value_info(
                     name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)))
                 feeds[name] = value
+        if not inputs and self.graph_inputs:  # all folded to constants: X2Paddle writes no model for that
+            raise BridgeError(f"{self.describe(kept[0])}...: the kept nodes compute constants only")
         outputs = []
         for i in kept:
             for name in self.nodes[i].output:
-                if not name or not (name in self.graph_outputs or self.readers.get(name, set()) - kept_set):
-                    continue
                 if name in self.graph_outputs:
                     outputs.append(self.graph_outputs[name])
-                elif name in values:
+                # Constants are no outputs: X2Paddle folds them into the code and then has no
+                # variable to return ("name 'x2paddle_..._Constant_1_output_0' is not defined").
+                elif name in values and name not in self.constant and self.readers.get(name, set()) - kept_set:
                     value = values[name]
                     outputs.append(helper.make_tensor_value_info(
                         name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)))
@@ -323,37 +366,43 @@ class Reducer:
         shutil.rmtree(folder / PADDLE_DIR, ignore_errors=True)
         return failure
 
-    def fails(self, nodes: Iterable[int]) -> bool:
-        """Whether ``nodes`` fails as the full model does (cached; False once out of trials)."""
-        key = frozenset(nodes)
+    def fails(self, nodes: Iterable[int]) -> tuple[bool, frozenset[int]]:
+        """Whether ``nodes`` (closed over shape computations) fails as the full model does, and
+        the closed set. Cached; False once out of trials."""
+        key = self.index.close(nodes, self.values)
         if not key:
-            return False
+            return False, key
         if key not in self.cache:
             if self.exhausted:
-                return False
+                return False, key
             self.cache[key] = self.target.same_as(self.run_trial(key))
-        return self.cache[key]
+        return self.cache[key], key
 
     def search(self) -> tuple[int, ...]:
-        n = len(self.index.nodes)
-        lo, hi = 0, n
+        kept = frozenset(range(len(self.index.nodes)))
+        lo, hi = 0, len(self.index.nodes)
         while hi - lo > 1 and not self.exhausted:
             mid = (lo + hi) // 2
-            if self.fails(range(lo, mid)):
-                hi = mid
-            elif self.fails(range(mid, hi)):
-                lo = mid
+            for a, b in ((lo, mid), (mid, hi)):
+                failed, closed = self.fails(range(a, b))
+                if failed:
+                    lo, hi, kept = a, b, closed
+                    break
             else:  # the failure needs nodes from both halves
                 break
-        kept = list(range(lo, hi))
         changed = True
         while changed and len(kept) > 1 and not self.exhausted:
             changed = False
-            for node in list(kept):
-                if len(kept) > 1 and self.fails(set(kept) - {node}):
-                    kept.remove(node)
-                    changed = True
-        return tuple(kept)
+            for node in sorted(kept):
+                if node not in kept:
+                    continue
+                smaller = self.index.close(kept - {node}, self.values)
+                if node in smaller:  # a kept node computes with its output: they go together or not at all
+                    continue
+                failed, closed = self.fails(smaller)
+                if failed:
+                    kept, changed = closed, True
+        return tuple(sorted(kept))
 
 
 def _feeds_for(work: Path, batch: int | None) -> tuple[Path, dict[str, np.ndarray], int]:
