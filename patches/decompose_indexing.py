@@ -119,9 +119,9 @@ class DecomposeHardmax(Patch):
 
 
 class DecomposeTrilu(Patch):
-    """``Trilu(x, k?; upper)`` → ``Where(mask, x, 0)`` with the constant mask j − i ≥ k (upper)
-    or j − i ≤ k (lower) over the last two dims. k must be absent or constant and the last two
-    dims static."""
+    """``Trilu(x, k?; upper)`` → ``Where(mask, x, 0)`` with the mask j − i ≥ k (upper) or
+    j − i ≤ k (lower) over the last two dims, which must be static: a constant when k is absent
+    or constant, else ``GreaterOrEqual``/``LessOrEqual`` of the constant j − i and k."""
 
     name = "decompose_trilu"
     op_types = ("Trilu",)
@@ -131,8 +131,6 @@ class DecomposeTrilu(Patch):
         shape = ctx.shapes.get(x)
         if shape is None or len(shape) < 2 or not all(isinstance(d, int) for d in shape[-2:]):
             return MatchResult.fail(f"last two dims of '{x}' not static (shape {shape})")
-        if len(node.input) > 1 and node.input[1] and constant_value(ctx, node.input[1]) is None:
-            return MatchResult.fail(f"k ('{node.input[1]}') is not a constant")
         if elem_type(ctx, x) is None:
             return MatchResult.fail(f"element type of '{x}' unknown")
         return MATCH
@@ -141,10 +139,15 @@ class DecomposeTrilu(Patch):
         b = Builder(ctx, node)
         x = node.input[0]
         rows, cols = ctx.shapes[x][-2:]
-        k = int(constant_value(ctx, node.input[1]).reshape(-1)[0]) if len(node.input) > 1 and node.input[1] else 0
+        upper = get_attr(node, "upper", 1)
         offset = np.arange(cols)[None, :] - np.arange(rows)[:, None]  # j - i
-        keep = offset >= k if get_attr(node, "upper", 1) else offset <= k
-        mask = b.const(keep, TensorProto.BOOL)
+        k_name = node.input[1] if len(node.input) > 1 and node.input[1] else None
+        k_value = 0 if k_name is None else constant_value(ctx, k_name)
+        if k_value is not None:
+            k = int(np.asarray(k_value).reshape(-1)[0])
+            mask = b.const(offset >= k if upper else offset <= k, TensorProto.BOOL)
+        else:
+            mask = b.op("GreaterOrEqual" if upper else "LessOrEqual", [b.const(offset, TensorProto.INT64), k_name])
         b.op("Where", [mask, x, b.const(0, elem_type(ctx, x))], node.output[0])
         return b.nodes
 
