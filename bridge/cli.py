@@ -71,13 +71,20 @@ def _cmd_validate(args) -> int:
 
     report = pipeline.validate(
         Path(args.dir), device=args.device, batch_sizes=args.batch_sizes,
-        atol=args.atol, rtol=args.rtol, threads=args.threads, layerwise=args.layerwise,
+        atol=args.atol, rtol=args.rtol, threads=args.threads,
+        inputs_file=Path(args.inputs) if args.inputs else None, layerwise=args.layerwise,
     )
     print(report.render())
     print(f"wrote {Path(args.dir) / 'validation.json'}")
+    # The table is on stdout; a failing run also says why in one stderr line, like every error.
     if report.errors:
+        more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+        _err(f"{args.dir}: runner error: {report.errors[0].splitlines()[0]}{more}")
         return 2
-    return 0 if report.passed else 1
+    if not report.passed:
+        _err(f"{args.dir}: validation {report.summary()}")
+        return 1
+    return 0
 
 
 def _cmd_stage(args) -> int:
@@ -240,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
     val.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
     val.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and Paddle Inference")
+    val.add_argument("--inputs", metavar="FILE.npz", default=None,
+                     help="feed these arrays (one per model input, any batch) instead of seeded random inputs")
     val.add_argument("--layerwise", action="store_true",
                      help="also compare every intermediate tensor (ONNX Runtime vs Paddle) and name the first "
                           "node whose own Paddle code diverges")

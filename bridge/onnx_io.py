@@ -25,12 +25,26 @@ def load_onnx(path: Path):
     if path.stat().st_size == 0:
         raise BridgeError(f"{path}: empty file")
     try:
+        _check_external_data(onnx.load(str(path), load_external_data=False), path)
         model = onnx.load(str(path))
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise BridgeError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'parse error'})") from exc
     if not model.graph.node and not model.graph.output:
         raise BridgeError(f"{path}: not a valid ONNX model (empty graph)")
     return model
+
+
+def _check_external_data(model, path: Path) -> None:
+    """Name the tensor and the file when external data is missing (onnx.load says only
+    "should be stored in ..., but it is not regular file")."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor):
+            location = ExternalDataInfo(tensor).location
+            if not (path.parent / location).is_file():
+                raise BridgeError(f"{path}: external data file {path.parent / location} (initializer "
+                                  f"{tensor.name!r}) is missing; keep it beside the .onnx file")
 
 
 def graph_inputs(model) -> list[GraphInput]:

@@ -8,13 +8,14 @@ when all succeeded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.metadata
 import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from bridge import __version__, inference_settings, weights_map
 from bridge.errors import BridgeError
@@ -275,7 +276,7 @@ def convert(
     dynamic_axes = parse_dynamic_specs(list(dynamic_texts))
     created_parents = check_out_dir(out)
     try:
-        with work_lock(out), atomic_path(out) as tmp:
+        with _disk_errors(out), work_lock(out), atomic_path(out) as tmp:
             previous = None
             if not force and (out / "manifest.json").exists():
                 with contextlib.suppress(BridgeError):
@@ -300,6 +301,22 @@ def convert(
         echo(f"converted: {out}/ unchanged, no stage rerun (--force reruns everything)")
     else:
         echo(f"converted: {out}/ (run `bridge validate {out}`)")
+
+
+# A full, over-quota or read-only disk under --out is the user's to fix, not a bug in bridge.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+@contextlib.contextmanager
+def _disk_errors(out: Path, what: str = "--out") -> Iterator[None]:
+    """Turn a write that the disk refused into one line naming ``out`` (the build folder is
+    already gone by then, and ``out`` as it was)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        raise BridgeError(f"{what} {out}: cannot write there: {exc.strerror}; {out} is as it was") from exc
 
 
 def _keep_logs(exc: BridgeError, tmp: Path, out: Path) -> BridgeError:
@@ -358,17 +375,20 @@ def _build_stage_runners(work: Path, device: str, threads: int | None):
 def validate(
     work: Path, *, device: str = "cpu", batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     atol: float | None = None, rtol: float | None = None, threads: int | None = None,
-    layerwise: bool = False,
+    layerwise: bool = False, inputs_file: Path | None = None,
 ) -> validate_stage.ValidationReport:
     """``layerwise``: also compare every intermediate tensor and name the first divergent node
-    (``bridge.layerwise``; the report is then a ``LayerwiseValidationReport``)."""
+    (``bridge.layerwise``; the report is then a ``LayerwiseValidationReport``). ``inputs_file``:
+    an .npz of the model's inputs to feed instead of seeded random ones (``bridge.feeds``; one
+    batch, its size)."""
     Manifest.load(work)  # a clear error for a folder that is not a work directory, before locking
     with work_lock(work):
         return _validate(work, device=device, batch_sizes=batch_sizes, atol=atol, rtol=rtol, threads=threads,
-                         layerwise=layerwise)
+                         layerwise=layerwise, inputs_file=inputs_file)
 
 
-def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise=False) -> validate_stage.ValidationReport:
+def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise=False,
+              inputs_file=None) -> validate_stage.ValidationReport:
     from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL
     from bridge.integrity import verify_work
 
@@ -381,11 +401,21 @@ def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise
         fixed = specs[0].shape[0]
         notes.append(f"batch axis is static ({fixed}); validated at batch {fixed} only")
         batch_sizes = (fixed,)
+    given = None
+    if inputs_file is not None:  # checked before any runner is built
+        from bridge.feeds import read_feeds
+
+        batch, given = read_feeds(inputs_file, specs, manifest.data.get("dynamic_batch", True),
+                                  manifest.data.get("dynamic_axes"))
+        batch_sizes = (batch,)
+        notes.append(f"inputs from {inputs_file} (batch {batch}), not seeded random ones")
     start = time.perf_counter()
     with capture_fds(work / LOGS_DIR / "validate.log"):
         runners = _build_runners(work, manifest, device, threads, notes)
         stage_runners, stage_errors = _build_stage_runners(work, device, threads)
         feeds = {b: export_stage.random_inputs(specs, batch=b, seed=b) for b in batch_sizes}
+        if given is not None:
+            feeds = {batch_sizes[0]: given}
         report = validate_stage.run(
             runners, ["onnxruntime", "torch"], feeds, device=device,
             atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
