@@ -208,19 +208,21 @@ class GraphIndex:
                 self.constant |= {o for o in node.output if o}
 
     def close(self, keep: Iterable[int], values: dict[str, np.ndarray]) -> frozenset[int]:
-        """``keep`` plus the producers of every non-float, data-dependent tensor it reads (shapes
-        from ``Shape``, masks, indices), recursively: those are computed inside the candidate as
-        in the full model. Frozen as constants they mislead X2Paddle (an LSTM's initial state
-        from ``ConstantOfShape`` of a constant shape: "batch size of Input and PreState should be
-        equal. But received 1 and -1")."""
+        """``keep`` plus the producers of every tensor it reads that is not float data (shapes,
+        masks, indices, constants computed by nodes), recursively: only float data is cut, the
+        rest is computed inside the candidate as in the full model. Frozen into initializers
+        such tensors mislead X2Paddle: an LSTM's initial state from ``ConstantOfShape`` of a
+        constant shape ("batch size of Input and PreState should be equal. But received 1 and
+        -1"), a rank-0 ``-inf`` initializer (``full(): argument (position 2) must be double, but
+        got str``, the bug the constant_infinity patch works around)."""
         kept = set(keep)
         todo = list(kept)
         while todo:
             for name in self.reads[todo.pop()]:
                 j = self.producer.get(name)
-                if j is None or j in kept or name in self.constant or name not in values:
+                if j is None or j in kept or name not in values:
                     continue
-                if values[name].dtype.kind not in "fc":
+                if name in self.constant or values[name].dtype.kind not in "fc":
                     kept.add(j)
                     todo.append(j)
         return frozenset(kept)
@@ -231,12 +233,11 @@ class GraphIndex:
         return describe_node(self.nodes[i])
 
     def extract(self, keep: Iterable[int], values: dict[str, np.ndarray]):
-        """The kept nodes (``close``d) as a model of their own, and the feeds for its inputs. A
-        tensor entering from a dropped node is an input fed with the ONNX Runtime value, or an
-        initializer holding it where it is a constant (computed from initializers only).
-        Outputs: the kept nodes' non-constant tensors that a dropped node or the graph's output
-        reads."""
-        from onnx import helper, numpy_helper
+        """The kept nodes (``close``d) as a model of their own, and the feeds for its inputs: a
+        (float, data) tensor entering from a dropped node is an input fed with the ONNX Runtime
+        value. Outputs: the kept nodes' non-constant tensors that a dropped node or the graph's
+        output reads."""
+        from onnx import helper
 
         kept_set = self.close(keep, values)
         kept = sorted(kept_set)
@@ -250,15 +251,13 @@ class GraphIndex:
                 feeds[name] = values[name]
             elif name not in values:
                 raise BridgeError(f"tensor {name!r}: ONNX Runtime gave no value for it; cannot cut there")
-            elif name in self.constant:
-                initializers.append(numpy_helper.from_array(values[name], name))
             else:
                 value = values[name]
                 inputs.append(helper.make_tensor_value_info(
                     name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)))
                 feeds[name] = value
         if not inputs and self.graph_inputs:  # all folded to constants: X2Paddle writes no model for that
-            raise BridgeError(f"{self.describe(kept[0])}...: the kept nodes compute constants only")
+            raise BridgeError(f"{self.describe(kept[0])} and {len(kept) - 1} more: the kept nodes compute constants only")
         outputs = []
         for i in kept:
             for name in self.nodes[i].output:
