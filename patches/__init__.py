@@ -19,6 +19,7 @@ from bridge.patches.castlike_to_cast import CastLikeToCast
 from bridge.patches.constant_infinity import ConstantInfinity
 from bridge.patches.decompose_activations import ACTIVATION_PATCHES
 from bridge.patches.decompose_indexing import INDEXING_PATCHES
+from bridge.patches.decompose_losses import LOSS_PATCHES
 from bridge.patches.decompose_math import MATH_PATCHES
 from bridge.patches.decompose_normalization import NORMALIZATION_PATCHES
 from bridge.patches.drop_unit_dilations import DropUnitDilations
@@ -50,6 +51,7 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     *MATH_PATCHES,
     *NORMALIZATION_PATCHES,
     *INDEXING_PATCHES,
+    *LOSS_PATCHES,
 )
 
 PATCHES_BY_NAME = {p.name: p for p in DEFAULT_PATCHES}
