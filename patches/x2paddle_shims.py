@@ -1,8 +1,9 @@
 """Compatibility shims that let X2Paddle 1.6.0 (the last release, unmaintained) run on
 today's onnx and paddle, without telemetry and without killing the process.
 
-Every shim is in this one file, applied in ``SHIMS`` order by ``install()``; each is
-idempotent and has a test in ``tests/test_x2paddle_shims.py``. The generated-code fix-up
+Every shim is registered in this one file, applied in ``SHIMS`` order by ``install()`` (two
+long ones, which replace X2Paddle and Paddle functions that are quadratic in the model size,
+live in ``x2paddle_linear_time.py``); each is idempotent and has a test in ``tests/test_x2paddle_shims.py``. The generated-code fix-up
 (``relocate_params_path``) runs after conversion, on the files X2Paddle wrote.
 """
 from __future__ import annotations
@@ -107,6 +108,12 @@ def exit_raises() -> None:
     x2paddle.core.program.exit = _exit_raises
 
 
+def _linear_time():
+    from bridge.patches import x2paddle_linear_time
+
+    return x2paddle_linear_time
+
+
 @dataclass(frozen=True)
 class Shim:
     name: str
@@ -120,6 +127,9 @@ SHIMS: tuple[Shim, ...] = (
     Shim("provide_onnx_mapping", provide_onnx_mapping),
     Shim("disable_feedback", disable_feedback),
     Shim("exit_raises", exit_raises),
+    # Quadratic steps made linear (patches/x2paddle_linear_time.py).
+    Shim("pattern_matcher_linear", lambda: _linear_time().pattern_matcher_linear()),
+    Shim("name_struct_linear", lambda: _linear_time().name_struct_linear()),
 )
 
 _installed = False
