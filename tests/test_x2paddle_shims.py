@@ -611,6 +611,7 @@ def test_relocate_params_path_leaves_other_code_alone(tmp_path, text):
 def test_install_applies_every_shim_in_order():
     assert [s.name for s in x2paddle_shims.SHIMS] == [
         "require_undeclared_deps", "import_onnx_version", "provide_onnx_mapping", "disable_feedback", "exit_raises",
+        "pattern_matcher_linear", "name_struct_linear",
     ]
     x2paddle_shims.install()
     x2paddle_shims.install()  # once per process; a second call is a no-op
