@@ -27,6 +27,7 @@ from bridge.patches.flatten_dynamic_dims import FlattenDynamicDims
 from bridge.patches.gru_unroll import GruUnroll
 from bridge.patches.lstm_initial_states import LstmInitialStates
 from bridge.patches.maxpool_unbatched import MaxPoolUnbatched
+from bridge.patches.opset_fit import OpsetFit
 from bridge.patches.pool_default_strides import PoolDefaultStrides
 from bridge.patches.resize_half_pixel import ResizeHalfPixel
 
@@ -52,6 +53,10 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     *NORMALIZATION_PATCHES,
     *INDEXING_PATCHES,
     *LOSS_PATCHES,
+    # Last: it lowers the model to opset 15 once every node has an opset-15 form, which the
+    # decompositions above can create (ops newer than 15 gone) and whose forms (ReduceMean
+    # with an axes input at 18+) it rewrites.
+    OpsetFit(),
 )
 
 PATCHES_BY_NAME = {p.name: p for p in DEFAULT_PATCHES}
