@@ -5,17 +5,18 @@
 
 Cases: the node cases of ``onnx.backend.test.case.node.collect_testcases()`` (model and data
 built in memory) and the model folders of ``onnx/backend/test/data/pytorch-converted/`` and
-``pytorch-operator/``. Each case runs in a child process of its own (``bridge.conformance_case``:
-opset upgrade, ``bridge.pipeline.convert``, Paddle Inference, comparison), in a new session
-so that a timeout kills X2Paddle's own child too. One status per case:
+``pytorch-operator/``. Each case runs in a process of its own (``bridge.conformance_case``:
+opset upgrade, ``bridge.pipeline.convert``, Paddle Inference, comparison), forked by a server
+that imported the frameworks once (``bridge.conformance_server``, one per job), so a case
+starts in milliseconds and a crash or a hang still costs that case only. One status per case:
 
     pass          every output within rtol 1e-3 / atol 1e-4 (bridge.compare's rule)
     mismatch      converted and ran, an output differs (values, shape or dtype)
     run_fail      converted, Paddle Inference could not load or run it
     convert_fail  a conversion error other than an unmapped op
     unsupported   bridge's UnsupportedModel: X2Paddle has no mapping for an op (or failed on it)
-    crash         a process died of a signal: the case's child (Paddle Inference) or X2Paddle's
-                  (bridge reports the latter as a conversion error)
+    crash         the case's process died (a native abort in X2Paddle or Paddle Inference), or
+                  the server it ran under did
     timeout       the case ran past --timeout
 
 Results are appended to ``conformance/results.jsonl`` as each case ends, so an interrupted run
@@ -30,10 +31,10 @@ import contextlib
 import json
 import os
 import pickle
+import queue
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bridge.conformance_case import CODE_FILE, OUTCOME_FILE, CasePayload
+from bridge.conformance_case import CODE_FILE, OUTCOME_FILE, PAYLOAD_FILE, CasePayload
+from bridge.conformance_server import CaseServer, ServerError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "conformance"
@@ -54,8 +56,8 @@ SUITES = ("pytorch-converted", "pytorch-operator", "node")  # run order: the sma
 STATUSES = ("pass", "mismatch", "run_fail", "convert_fail", "unsupported", "crash", "timeout")
 DEFAULT_JOBS = 2
 DEFAULT_TIMEOUT = 120.0
-# A case's child: the payload on stdin, the outcome in WORK/outcome.json (WORK is appended).
-CHILD_COMMAND = (sys.executable, "-m", "bridge.conformance_case")
+# What a case's forked process runs: (WORK, bridge_code) -> exit status; WORK holds the payload.
+CASE_TARGET = "bridge.conformance_case:forked_main"
 
 # Ops that only move data around: a pytorch-* case is filed under its first other op
 # (test_AvgPool1d is Unsqueeze → AveragePool → Squeeze: AveragePool).
@@ -198,79 +200,74 @@ class ResultLog:
             os.fsync(fh.fileno())
 
 
-# --- running one case in a child -----------------------------------------------------------
+# --- running one case in a forked process -------------------------------------------------
 
-class _Children:
-    """Process groups of running cases, killed on Ctrl-C; once closed, a case that starts
-    late is killed at once."""
+class _Servers:
+    """One fork server per job, lent to one case at a time; all killed on Ctrl-C."""
 
-    def __init__(self):
-        self._procs: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
-        self._closed = False
+    def __init__(self, jobs: int, preload: tuple[str, ...] | None = None):
+        self.all = [CaseServer() if preload is None else CaseServer(preload) for _ in range(max(1, jobs))]
+        self._free: queue.Queue[CaseServer] = queue.Queue()
+        for server in self.all:
+            self._free.put(server)
 
-    def add(self, proc: subprocess.Popen) -> None:
-        with self._lock:
-            self._procs.add(proc)
-            if self._closed:
-                _kill_group(proc)
+    @contextlib.contextmanager
+    def lend(self):
+        server = self._free.get()
+        try:
+            yield server
+        finally:
+            self._free.put(server)
 
-    def discard(self, proc: subprocess.Popen) -> None:
-        with self._lock:
-            self._procs.discard(proc)
-
-    def kill_all(self) -> None:
-        with self._lock:
-            self._closed = True
-            for proc in self._procs:  # still running (not reaped), so each group id is theirs
-                _kill_group(proc)
+    def close(self, kill: bool = False) -> None:
+        for server in self.all:
+            server.close(kill=kill)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+# Paddle's report of a fatal signal, after the line that says what went wrong.
+_SIGNAL_REPORT = re.compile(r"\[(TimeInfo|SignalInfo): |FatalError: |-+$|C\+\+ Traceback|Error Message Summary|\d+ +\w+::")
 
 
-def _last_line(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(no output)"
+def _last_line(work: Path) -> str:
+    """What a dead case's process said last: in child.log, else in the stage log it was writing
+    (X2Paddle's output goes to the convert log of the folder being built); a C++ exception's
+    ``what():`` line first, Paddle's signal report left out."""
+    for log in [work / "child.log", *sorted(work.rglob("logs/*.log"))[::-1]]:
+        if not log.exists():
+            continue
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        said = [line for line in lines if line.startswith("what():")] or [
+            line for line in lines if not _SIGNAL_REPORT.match(line)]
+        if said:
+            return said[-1][:300]
+    return "(no output)"
 
 
-def run_case_child(case: Case, timeout: float, children: _Children, keep: Path | None = None) -> dict:
-    """Run ``case`` in a child process; the record for results.jsonl."""
+def run_case(case: Case, server: CaseServer, timeout: float, keep: Path | None = None,
+             target: str | None = None) -> dict:
+    """Run ``case`` in a process forked by ``server``; the record for results.jsonl."""
     record = {"case": case.name, "suite": case.suite, "op_type": case.op_type, "op_types": list(case.op_types)}
+    server.ensure_started()  # once per server (and after it died): not this case's time
     work = Path(tempfile.mkdtemp(prefix=f"bridge-conformance-{case.name[:40]}-"))
-    log = work / "child.log"
     start = time.perf_counter()
     try:
-        with open(log, "wb") as log_fh:
-            proc = subprocess.Popen(
-                [*CHILD_COMMAND, str(work)],
-                stdin=subprocess.PIPE, stdout=log_fh, stderr=subprocess.STDOUT, cwd=work,
-                start_new_session=True,  # its own process group: a timeout kills X2Paddle's child too
-            )
-            children.add(proc)
-            try:
-                proc.communicate(pickle.dumps(case.payload()), timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)  # the case's process and X2Paddle's, in its session
-                proc.wait()
-                record.update(status="timeout", error=f"no result within {timeout:.0f}s")
-            finally:
-                children.discard(proc)
+        (work / PAYLOAD_FILE).write_bytes(pickle.dumps(case.payload()))
+        ended = server.run(work, target or CASE_TARGET, timeout)
         code_file = work / CODE_FILE
         record["bridge_modules"] = code_file.read_text().strip() if code_file.exists() else None
-        if "status" not in record:
-            outcome_path = work / OUTCOME_FILE
-            if outcome_path.exists():
-                outcome = json.loads(outcome_path.read_text())
-                record.update(status=outcome["status"], error=outcome["error"],
-                              max_abs_diff=outcome["max_abs_diff"], upgraded_from=outcome["upgraded_from"],
-                              notes=outcome["notes"])
-            else:
-                code = proc.returncode
-                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-                record.update(status="crash", error=f"child died ({how}): {_last_line(log)}")
+        outcome_path = work / OUTCOME_FILE
+        if ended.how == "timeout":
+            record.update(status="timeout", error=f"no result within {timeout:.0f}s")
+        elif ended.how == "lost":
+            record.update(status="crash", error=ended.detail)
+        elif outcome_path.exists():
+            outcome = json.loads(outcome_path.read_text())
+            record.update(status=outcome["status"], error=outcome["error"],
+                          max_abs_diff=outcome["max_abs_diff"], upgraded_from=outcome["upgraded_from"],
+                          notes=outcome["notes"])
+        else:
+            how = f"signal {signal_name(ended.code)}" if ended.code < 0 else f"exit status {ended.code}"
+            record.update(status="crash", error=f"child died ({how}): {_last_line(work)}")
     finally:
         record["seconds"] = round(time.perf_counter() - start, 2)
         if keep is not None:
@@ -283,6 +280,13 @@ def run_case_child(case: Case, timeout: float, children: _Children, keep: Path |
     return record
 
 
+def signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return str(-code)
+
+
 # --- the command ---------------------------------------------------------------------------
 
 def _echo(line: str) -> None:
@@ -291,23 +295,27 @@ def _echo(line: str) -> None:
 
 def run(cases: list[Case], out: Path, *, sizes: dict[str, int] | None = None, jobs: int = DEFAULT_JOBS,
         timeout: float = DEFAULT_TIMEOUT, force: bool = False, max_minutes: float | None = None,
-        keep: Path | None = None, echo: Callable[[str], None] = _echo) -> list[dict]:
+        keep: Path | None = None, echo: Callable[[str], None] = _echo,
+        target: str | None = None, preload: tuple[str, ...] | None = None) -> list[dict]:
     """Run the cases not yet recorded in ``out/results.jsonl`` (all of them with ``force``);
     returns the new records. Stops starting cases after ``max_minutes``. ``sizes`` (cases per
-    suite) goes into each record, so that the README is rendered from results.jsonl alone."""
+    suite) goes into each record, so that the README is rendered from results.jsonl alone.
+    ``target`` and ``preload`` replace what a case's process runs and what its server imports
+    (the tests' stand-ins for a crashing case)."""
     log = ResultLog(out / RESULTS_FILE)
     done = set(latest_results(read_results(log.path))) if not force else set()
     todo = [c for c in cases if c.key not in done]
     skipped = len(cases) - len(todo)
     echo(f"{len(todo)} case(s) to run, {skipped} already recorded in {log.path} (--force reruns them)")
     deadline = None if max_minutes is None else time.monotonic() + max_minutes * 60
-    children, records = _Children(), []
+    servers, records = _Servers(jobs, preload), []
     stop = threading.Event()
 
     def one(case: Case) -> dict | None:
         if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
             return None
-        return run_case_child(case, timeout, children, keep)
+        with servers.lend() as server:
+            return run_case(case, server, timeout, keep, target)
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
@@ -323,13 +331,14 @@ def run(cases: list[Case], out: Path, *, sizes: dict[str, int] | None = None, jo
             error = f"  {record['error'][:140]}" if record["error"] else ""
             echo(f"[{len(records)}/{len(todo)}] {record['suite']} {record['case']} ({record['op_type']}): "
                  f"{record['status']} {record['seconds']:.1f}s{error}")
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or a server that cannot start: stop the cases in flight
         stop.set()
-        children.kill_all()
+        servers.close(kill=True)
         raise
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
+        servers.close()
     not_started = len(todo) - len(records)
     if not_started:
         echo(f"stopped after --max-minutes {max_minutes:g}: {not_started} case(s) not run (rerun to resume)")
@@ -393,6 +402,10 @@ def _main(args: argparse.Namespace) -> int:
             print("interrupted; finished cases are recorded (rerun to resume)", file=sys.stderr)
             write_readme(args.out)
             return 130
+        except ServerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            write_readme(args.out)
+            return 1
     readme = write_readme(args.out)
     print(f"wrote {readme}")
     return 0

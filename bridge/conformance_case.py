@@ -2,13 +2,14 @@
 then ``bridge.pipeline.convert``: export (copy) → simplify → patch → convert), Paddle Inference
 on each of the case's data sets, outputs compared with ONNX's expected ones.
 
-``bridge.conformance`` runs each case in a child process (``python -m bridge.conformance_case
-WORK``) so that a native abort or a hang costs that case only; the case comes in on stdin as a
-pickled ``CasePayload`` and the outcome goes to ``WORK/outcome.json``.
+``bridge.conformance`` runs each case in a process of its own, forked by
+``bridge.conformance_server`` (``forked_main``), so that a native abort or a hang costs that
+case only; the case comes in as a pickled ``CasePayload`` in ``WORK/payload.pkl`` and the
+outcome goes to ``WORK/outcome.json``. Being a throwaway process already, it runs X2Paddle in
+itself (``bridge.stages.convert.x2paddle_in_this_process``) rather than in a child of its own.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import re
@@ -26,6 +27,7 @@ import numpy as np
 RTOL = 1e-3
 ATOL = 1e-4
 OUTCOME_FILE = "outcome.json"
+PAYLOAD_FILE = "payload.pkl"
 CODE_FILE = "bridge_code.txt"
 # bridge.stages.convert's error when X2Paddle's child process died of a signal.
 _KILLED_BY_SIGNAL = re.compile(r"process died \(exit status -\d+\)")
@@ -245,22 +247,19 @@ def loaded_bridge_code() -> str:
     return digest.hexdigest()[:12]
 
 
-def child_main(work: str) -> int:
-    """Entry point of a case's child process: payload on stdin, outcome in WORK/outcome.json;
-    first WORK/bridge_code.txt, the bridge code the case runs (read even after a crash)."""
-    work_dir = Path(work)
-    payload: CasePayload = pickle.load(sys.stdin.buffer)
-    for name in ("bridge.opset_upgrade", "bridge.pipeline", "bridge.runners"):
-        importlib.import_module(name)  # what run_case uses, first: the hash covers what the case runs
-    (work_dir / CODE_FILE).write_text(loaded_bridge_code())
+def forked_main(work: Path, bridge_code: str) -> int:
+    """Entry point of a case's process, forked by ``bridge.conformance_server`` in WORK:
+    payload in WORK/payload.pkl, outcome in WORK/outcome.json; first WORK/bridge_code.txt, the
+    bridge code the server imported (``loaded_bridge_code``), read even after a crash."""
+    from bridge.stages.convert import x2paddle_in_this_process
+
+    (work / CODE_FILE).write_text(bridge_code)
     try:
-        outcome = run_case(payload, work_dir)
+        payload: CasePayload = pickle.loads((work / PAYLOAD_FILE).read_bytes())
+        with x2paddle_in_this_process():
+            outcome = run_case(payload, work)
     except Exception as exc:  # noqa: BLE001 - the harness itself broke (e.g. an unreadable .pb)
         traceback.print_exc()
-        outcome = CaseOutcome("crash", f"harness: {type(exc).__name__}: {_first_line(exc, work_dir)}")
-    (work_dir / OUTCOME_FILE).write_text(json.dumps(outcome.to_json()))
+        outcome = CaseOutcome("crash", f"harness: {type(exc).__name__}: {_first_line(exc, work)}")
+    (work / OUTCOME_FILE).write_text(json.dumps(outcome.to_json()))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1]))

@@ -1,21 +1,29 @@
 """The conformance harness (``bridge.conformance``) on a few of ONNX's backend test cases,
-through the real machinery: one child process per case, bridge's ONNX path, Paddle Inference.
+through the real machinery: a fork server per job, one forked process per case, bridge's ONNX
+path, Paddle Inference.
 
 test_relu passes; test_atan is refused (X2Paddle 1.6.0 maps no Atan, and no patch decomposes it);
 test_argmax_default_axis_example converts and runs but keeps the wrong axis (output shape
-[1, 1] where ONNX says [1, 2]). A crash and a timeout are provoked on purpose.
+[1, 1] where ONNX says [1, 2]). A segfault, a dying server and a hang are provoked on purpose,
+in cases run by ``_stand_in_case`` under a server that imports only this module.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import pickle
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bridge import conformance
+from bridge.conformance_case import OUTCOME_FILE, PAYLOAD_FILE, CaseOutcome
 from bridge.conformance_report import failure_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,19 +103,69 @@ def test_readme_is_regenerated_from_results(first_run):
     assert "(4 records, 3 cases;" in regenerated
 
 
-def test_a_dying_child_is_a_crash(monkeypatch):
-    case = conformance.Case("node", "test_fake", "Relu", ("Relu",), model_dir=ROOT)
-    monkeypatch.setattr(conformance, "CHILD_COMMAND", (sys.executable, "-c", "import os; os.abort()"))
-    record = conformance.run_case_child(case, timeout=30, children=conformance._Children())
-    assert record["status"] == "crash"
-    assert record["error"].startswith("child died (signal SIGABRT)")
+def _stand_in_case(work: Path, bridge_code: str) -> int:
+    """A case's process that does what its case's name says (run under a server that imports
+    this module only). It notes its pid in the folder $BRIDGE_TEST_PIDS."""
+    name = pickle.loads((work / PAYLOAD_FILE).read_bytes()).name
+    (Path(os.environ["BRIDGE_TEST_PIDS"]) / name).write_text(str(os.getpid()))
+    if name == "test_segfault":
+        ctypes.string_at(0)  # SIGSEGV, as a native crash in Paddle would
+    elif name == "test_kill_server":
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)  # dies with its server (PR_SET_PDEATHSIG)
+    elif name == "test_hang":
+        time.sleep(60)
+    (work / OUTCOME_FILE).write_text(json.dumps(CaseOutcome("pass", max_abs_diff=0.0).to_json()))
+    return 0
 
 
-def test_a_slow_case_is_a_timeout(monkeypatch):
-    case = conformance.Case("node", "test_slow", "Relu", ("Relu",), model_dir=ROOT)
-    monkeypatch.setattr(conformance, "CHILD_COMMAND", (sys.executable, "-c", "import time; time.sleep(60)"))
-    record = conformance.run_case_child(case, timeout=1, children=conformance._Children())
-    assert record["status"] == "timeout" and record["seconds"] < 10
+def _gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_crash_a_dead_server_or_a_hang_cost_that_case_only(tmp_path, monkeypatch):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("BRIDGE_TEST_PIDS", str(pids))
+    names = ["test_ok_first", "test_segfault", "test_ok_after_segfault", "test_kill_server",
+             "test_ok_after_server_died", "test_hang", "test_ok_after_hang"]
+    cases = [conformance.Case("node", n, "Relu", ("Relu",), model_dir=ROOT) for n in names]
+    start = time.monotonic()
+    records = conformance.run(cases, tmp_path / "out", jobs=1, timeout=2, echo=lambda line: None,
+                              target=f"{__name__}:_stand_in_case", preload=(__name__,))
+    assert time.monotonic() - start < 60
+    by_name = {r["case"]: r for r in records}
+    assert [r["case"] for r in records] == names  # one job: in order, and each one ran
+    for name in names:
+        if name.startswith("test_ok"):
+            assert by_name[name]["status"] == "pass", by_name[name]
+    assert by_name["test_segfault"]["status"] == "crash"
+    assert by_name["test_segfault"]["error"].startswith("child died (signal SIGSEGV)")
+    assert by_name["test_kill_server"]["status"] == "crash"
+    assert by_name["test_kill_server"]["error"].startswith(
+        "conformance server died while the case ran (signal SIGKILL)")
+    assert by_name["test_hang"]["status"] == "timeout" and by_name["test_hang"]["seconds"] < 10
+    for name in ("test_kill_server", "test_hang"):  # no case process left behind
+        assert _gone(int((pids / name).read_text())), name
+    # Each case in a process of its own, forked by a server that outlived them (but the one killed).
+    assert len({(pids / n).read_text() for n in names}) == len(names)
+
+
+def test_a_server_that_cannot_start_stops_the_run(tmp_path, capsys, monkeypatch):
+    real = conformance.CaseServer
+    monkeypatch.setattr(conformance, "CaseServer", lambda *args: real(("bridge.no_such_module",)))
+    assert conformance.main(["--case", "test_relu", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert ("error: conformance server did not start: ModuleNotFoundError: "
+            "No module named 'bridge.no_such_module' (log: ") in err
+    Path(re.search(r"\(log: ([^)]+)\)", err).group(1)).unlink()  # kept for the user to read
 
 
 def test_failure_reasons_group_cases_failing_the_same_way():

@@ -2,10 +2,13 @@
 
 Writes ``paddle/x2paddle_code.py`` (dygraph ``ONNXModel``), ``paddle/model.pdparams`` and
 ``paddle/inference_model/`` (``model.json`` + ``model.pdiparams`` on Paddle 3). X2Paddle runs
-in a child process whose output (X2Paddle's and Paddle's chatter) goes to the log file.
+in a child process whose output (X2Paddle's and Paddle's chatter) goes to the log file
+(in this process inside ``x2paddle_in_this_process()``, for a caller that is itself a
+throwaway process).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -13,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from bridge.errors import BridgeError, UnsupportedModel, X2PaddleExit
 from bridge.onnx_io import graph_inputs, load_onnx
 from bridge.patches import x2paddle_shims
 from bridge.stages.export import X2PADDLE_OPSETS
-from bridge.workdir import atomic_path
+from bridge.workdir import atomic_path, capture_fds
 
 CODE_FILE = "x2paddle_code.py"
 PARAMS_FILE = "model.pdparams"
@@ -127,6 +132,42 @@ def convert_in_process(onnx_in: Path, out_dir: Path) -> None:
 
 _ERRORS = {cls.__name__: cls for cls in (BridgeError, UnsupportedModel, X2PaddleExit)}
 
+# Set by x2paddle_in_this_process(): ``run`` then converts here instead of in a child.
+_IN_THIS_PROCESS: ContextVar[bool] = ContextVar("x2paddle_in_this_process", default=False)
+
+
+@contextlib.contextmanager
+def x2paddle_in_this_process() -> Iterator[None]:
+    """Within this block ``run`` calls X2Paddle in this process, not in a child.
+
+    Only for a process that is itself disposable and converts once (the conformance harness
+    forks one per case from a server that imported Paddle and X2Paddle already): X2Paddle's
+    global state stays behind (see ``convert_in_process``), and a native abort in X2Paddle
+    takes the calling process down with it. What is written and raised is what the child
+    path writes and raises, X2Paddle's output going to the same log file.
+    """
+    token = _IN_THIS_PROCESS.set(True)
+    try:
+        yield
+    finally:
+        _IN_THIS_PROCESS.reset(token)
+
+
+def _convert_here(onnx_in: Path, out_dir: Path, log_path: Path) -> None:
+    """``_child_main``'s conversion and error mapping, in this process."""
+    import traceback
+
+    with capture_fds(log_path):
+        try:
+            convert_in_process(onnx_in, out_dir)
+        except BridgeError as exc:
+            traceback.print_exc()
+            raise _ERRORS.get(type(exc).__name__, BridgeError)(f"{exc} (log: {log_path})") from exc
+        except (Exception, SystemExit) as exc:  # as _child_main; Ctrl-C still stops the caller
+            traceback.print_exc()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise BridgeError(f"X2Paddle failed: {type(exc).__name__}: {first} (log: {log_path})") from exc
+
 
 def _child_main(onnx_in: str, out_dir: str, result_json: str) -> int:
     """Entry point of the conversion child: outcome as JSON, tracebacks into the log."""
@@ -146,30 +187,38 @@ def _child_main(onnx_in: str, out_dir: str, result_json: str) -> int:
     return 0
 
 
+def _convert_in_child(onnx_in: Path, tmp: Path, log_path: Path, timeout: float) -> None:
+    """Run ``_child_main`` in a child process, raising its error here."""
+    result_json = tmp.parent / "result.json"
+    with open(log_path, "ab") as log:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "bridge.stages.convert", str(onnx_in), str(tmp), str(result_json)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BridgeError(f"{onnx_in}: X2Paddle did not finish in {timeout:.0f}s (log: {log_path})") from exc
+    if not result_json.exists():
+        raise BridgeError(
+            f"{onnx_in}: X2Paddle's process died (exit status {proc.returncode}) (log: {log_path})"
+        )
+    outcome = json.loads(result_json.read_text())
+    if not outcome["ok"]:
+        raise _ERRORS.get(outcome["error"], BridgeError)(f"{outcome['message']} (log: {log_path})")
+
+
 def run(onnx_in: Path, paddle_dir: Path, log_path: Path, timeout: float = 1800) -> ConvertResult:
-    """Convert ``onnx_in`` into ``paddle_dir`` (atomically) in a child process; its output
-    goes to ``log_path``."""
+    """Convert ``onnx_in`` into ``paddle_dir`` (atomically) in a child process (in this one
+    inside ``x2paddle_in_this_process()``); its output goes to ``log_path``."""
     model = load_onnx(onnx_in)
     check_supported(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(paddle_dir) as tmp:
-        result_json = tmp.parent / "result.json"
-        with open(log_path, "ab") as log:
-            try:
-                proc = subprocess.run(
-                    [sys.executable, "-m", "bridge.stages.convert", str(onnx_in), str(tmp), str(result_json)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise BridgeError(f"{onnx_in}: X2Paddle did not finish in {timeout:.0f}s (log: {log_path})") from exc
-        if not result_json.exists():
-            raise BridgeError(
-                f"{onnx_in}: X2Paddle's process died (exit status {proc.returncode}) (log: {log_path})"
-            )
-        outcome = json.loads(result_json.read_text())
-        if not outcome["ok"]:
-            raise _ERRORS.get(outcome["error"], BridgeError)(f"{outcome['message']} (log: {log_path})")
+        if _IN_THIS_PROCESS.get():
+            _convert_here(onnx_in, tmp, log_path)
+        else:
+            _convert_in_child(onnx_in, tmp, log_path, timeout)
         expected = [tmp / CODE_FILE, tmp / PARAMS_FILE, tmp / INFERENCE_DIR]
         missing = [p.name for p in expected if not p.exists()]
         if missing:
