@@ -42,10 +42,14 @@ def sha256_file(path: Path) -> str:
 
 
 def sha256_tree(path: Path) -> dict[str, str]:
-    """sha256 of a file, or of every file under a folder (relative names)."""
+    """sha256 of a file, or of every file under a folder (relative names). Bytecode caches are
+    left out: importing the generated code writes ``paddle/__pycache__`` (unless
+    PYTHONDONTWRITEBYTECODE), which must neither stop a rerun reusing the convert stage nor
+    count as a changed artifact."""
     if path.is_file():
         return {path.name: sha256_file(path)}
-    return {str(p.relative_to(path.parent)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(path.parent)): sha256_file(p) for p in sorted(path.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.relative_to(path).parts}
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -125,3 +125,22 @@ def test_rerun_reuses_unchanged_stages_and_force_reruns(seqnet_work, tmp_path):
     forced = bridge("convert", SEED, "--out", str(out), "--opset", "15", "--force")
     assert forced.returncode == 0 and "reused" not in forced.stdout
     assert "convert: " in forced.stdout and "X2Paddle" in forced.stdout
+
+
+def test_bytecode_cache_from_validate_does_not_stop_reuse(seqnet_work, tmp_path):
+    """Without PYTHONDONTWRITEBYTECODE (a user's shell), validate's import of the generated code
+    writes paddle/__pycache__: the next convert still reuses every stage, and the integrity
+    check still accepts the folder."""
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(seqnet_work), str(out)], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    checked = subprocess.run([sys.executable, "-m", "bridge", "validate", str(out), "--batch-sizes", "1"],
+                             capture_output=True, text=True, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert list((out / "paddle" / "__pycache__").glob("x2paddle_code.*.pyc"))
+    again = bridge("convert", SEED, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "unchanged, no stage rerun" in again.stdout.splitlines()[-1], again.stdout
+    rechecked = subprocess.run([sys.executable, "-m", "bridge", "validate", str(out), "--batch-sizes", "1"],
+                               capture_output=True, text=True, env=env)
+    assert rechecked.returncode == 0, rechecked.stderr
