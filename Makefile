@@ -13,7 +13,7 @@ DEVICE ?= cpu
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: convert validate test zoo bench conformance clean install install-gpu lock
+.PHONY: convert validate test zoo bench fuzz conformance clean install install-gpu lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || { command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }; $(PYTHON) -m venv $(VENV); }
@@ -38,6 +38,10 @@ zoo: $(STAMP)
 # Speed and memory: inference ratios against ONNX Runtime, pipeline cost, scaling; writes bench/.
 bench: $(STAMP)
 	BRIDGE_BENCH_VIA_MAKE=1 $(BIN)/python scripts/bench.py $(ARGS)
+
+# Property tests of every patch on random graphs (tests/test_fuzz_patches.py) with 10x make test's examples.
+fuzz: $(STAMP)
+	BRIDGE_FUZZ_SCALE=$${BRIDGE_FUZZ_SCALE:-10} $(BIN)/python -m pytest -q -m fuzz tests/test_fuzz_patches.py $(PYTEST_ARGS)
 
 # ONNX's own backend test cases through bridge; resumable; writes conformance/README.md.
 conformance: $(STAMP)

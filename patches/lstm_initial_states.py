@@ -7,7 +7,8 @@ torch's TorchScript exporter (torch 2.13, ``dynamo=False``) writes ``nn.LSTM`` c
 ``opset_legacy.py::LSTM`` reads ``init_h``/``init_c`` (and ``bias``) whether or not the inputs
 exist: "convert failed node:..., op_type is LSTM" caused by ``UnboundLocalError: cannot access
 local variable 'init_h' where it is not associated with a value``. The batch axis is usually
-dynamic, so the zero states are computed from ``Shape(X)``, not stored.
+dynamic, so the zero states are computed from ``Shape(X)``, not stored (a static batch gets
+stored zeros, see ``rewrite``).
 """
 from __future__ import annotations
 
@@ -59,7 +60,22 @@ class LstmInitialStates(Patch):
             ctx.initializers[bias.name] = bias
             inputs[BIAS] = bias.name
 
-        if not inputs[INITIAL_H] or not inputs[INITIAL_C]:
+        x_shape = ctx.shapes.get(inputs[0]) or []
+        batch_dim = x_shape[1] if len(x_shape) == 3 else None
+        if isinstance(batch_dim, int) and batch_dim > 0:
+            # A static batch gets stored zeros. X2Paddle gives a ConstantOfShape's output the
+            # dims -1 and skips its reshape of a one-element state (num_directions * batch *
+            # hidden_size == 1), so Paddle's rnn then refuses X's static batch against it: "The
+            # second dimension size (representing for batch size) of Input and PreState should be
+            # equal. But received 1 and -1" (found by tests/test_fuzz_patches.py).
+            for slot, label in ((INITIAL_H, "initial_h"), (INITIAL_C, "initial_c")):
+                if not inputs[slot]:
+                    state = numpy_helper.from_array(np.zeros((num_directions, batch_dim, hidden), dtype=np_dtype),
+                                                    ctx.fresh_name(f"{base}_{label}"))
+                    ctx.model.graph.initializer.append(state)
+                    ctx.initializers[state.name] = state
+                    inputs[slot] = state.name
+        elif not inputs[INITIAL_H] or not inputs[INITIAL_C]:
             # [num_directions, batch, hidden]; X is [seq, batch, input] (layout 0)
             shape_x = ctx.fresh_name(f"{base}_x_shape")
             batch = ctx.fresh_name(f"{base}_batch")
