@@ -196,8 +196,10 @@ LSTM_W = {"w": RNG.standard_normal((1, 8, 3)).astype(np.float32), "r": RNG.stand
 
 # (id, model, node, rule, code): each failure was seen converting the graph (doctor_rules.py)
 BLOCKING = [
+    # axes a graph input: opset_fit needs constant axes (the constant form is in
+    # test_fixes_are_credited_to_their_patch)
     ("reduce-axes-input-18", graph("[n0] y = ReduceMean <keepdims = 1> (x, a)", 18,
-                                   "(float[N, 3] x) => (float[N, 1] y) <int64[1] a = {1}>"), "n0", "directly_map_inputs", "attribute_form"),
+                                   "(float[N, 3] x, int64[1] a) => (float[N, 1] y)"), "n0", "directly_map_inputs", "attribute_form"),
     ("squeeze-no-axes", graph("[n0] y = Squeeze (x)", 13, "(float[2, 1, 3] x) => (float[2, 3] y)"), "n0", "squeeze_no_axes", "attribute_form"),
     ("gemm-alpha-beta", graph("[n0] y = Gemm <alpha = 2.0, beta = 1.0> (x, w, b)", 13,
                               "(float[N, 3] x) => (float[N, 4] y) <float[3, 4] w = {1,1,1,1,1,1,1,1,1,1,1,1}, float[4] b = {0,0,0,0}>"),
@@ -268,6 +270,10 @@ def test_fixes_are_credited_to_their_patch():
     pool = graph("[pool0] y = AveragePool <kernel_shape = [2, 2]> (x)", 13, "(float[N, 3, 8, 8] x) => (float[N, 3, 7, 7] y)")
     [finding] = diagnose(pool).findings
     assert (finding.rule, finding.severity, finding.fixed_by) == ("pool_strides", "mismatch", "pool_default_strides")
+
+    reduce18 = graph("[n0] y = ReduceMean <keepdims = 1> (x, a)", 18, "(float[N, 3] x) => (float[N, 1] y) <int64[1] a = {1}>")
+    found = {f.rule: f for f in diagnose(reduce18).findings}
+    assert (found["directly_map_inputs"].fixed_by, found["directly_map_inputs"].blocking) == ("opset_fit", False)
 
 
 @pytest.mark.parametrize("model", [
