@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 from bridge import __version__, inference_settings, weights_map
 from bridge.errors import BridgeError
+from bridge.onnx_io import DATA_SUFFIX
 from bridge.spec import (
     InputSpec, Source, load_torch_source, parse_dynamic_specs, parse_input_specs, parse_source,
 )
@@ -97,7 +98,7 @@ def step_export(
         if weights is not None:
             raise BridgeError(f"--weights {weights}: only for torch sources ({source.text} is an ONNX file)")
         result = export_stage.copy_onnx(source.path, work / EXPORTED_ONNX, input_specs)
-        outputs = [EXPORTED_ONNX]
+        outputs = _with_data(work, [EXPORTED_ONNX])
     else:
         import torch
 
@@ -140,8 +141,9 @@ def step_simplify(work: Path) -> str:
     result = simplify_stage.run(src, work / SIMPLIFIED_ONNX)
     seconds = time.perf_counter() - start
     manifest.record_stage(
-        "simplify", seconds=seconds, inputs=[EXPORTED_ONNX], outputs=[SIMPLIFIED_ONNX],
-        simplified=result.simplified, error=result.error,
+        "simplify", seconds=seconds, inputs=_with_data(work, [EXPORTED_ONNX]),
+        outputs=_with_data(work, [SIMPLIFIED_ONNX]), simplified=result.simplified, error=result.error,
+        notes=result.notes,
         nodes_before=result.nodes_before, nodes_after=result.nodes_after,
     )
     manifest.save()
@@ -159,7 +161,7 @@ def step_patch(work: Path) -> str:
     seconds = time.perf_counter() - start
     report = result.report
     manifest.record_stage(
-        "patch", seconds=seconds, inputs=[SIMPLIFIED_ONNX], outputs=[PATCHED_ONNX],
+        "patch", seconds=seconds, inputs=_with_data(work, [SIMPLIFIED_ONNX]), outputs=_with_data(work, [PATCHED_ONNX]),
         fired=[vars(f) for f in report.fired], declined=[vars(d) for d in report.declined],
         op_diff=report.op_diff(), checker="full_check passed",
     )
@@ -225,7 +227,7 @@ def step_convert(work: Path) -> str:
 
 def _convert_reads(work: Path) -> list[str]:
     # The weights map is built from the torch weights too.
-    return [PATCHED_ONNX] + ([TORCH_STATE] if (work / TORCH_STATE).exists() else [])
+    return _with_data(work, [PATCHED_ONNX]) + ([TORCH_STATE] if (work / TORCH_STATE).exists() else [])
 
 
 # What each cacheable stage reads and writes. Export always runs: it is cheap, and its
@@ -237,8 +239,14 @@ STAGE_STEPS = (
 )
 
 
+def _with_data(work: Path, names: list[str]) -> list[str]:
+    """``names`` and the external data file beside each ONNX artifact that has one (a model
+    over 2 GB: ``model.patched.onnx.data``): a changed weights file must rerun the stages."""
+    return [m for n in names for m in (n, n + DATA_SUFFIX) if m == n or (work / m).is_file()]
+
+
 def _hashes(work: Path, names: list[str]) -> dict[str, str]:
-    return {k: v for n in names if (work / n).exists() for k, v in sha256_tree(work / n).items()}
+    return {k: v for n in _with_data(work, names) if (work / n).exists() for k, v in sha256_tree(work / n).items()}
 
 
 def _reuse_stage(stage: str, reads: list[str], writes: list[str], work: Path, previous: Manifest | None) -> bool:
@@ -252,7 +260,7 @@ def _reuse_stage(stage: str, reads: list[str], writes: list[str], work: Path, pr
         return False
     if _hashes(work, reads) != old["inputs"] or _hashes(previous.work, writes) != old["outputs"]:
         return False
-    for name in writes:
+    for name in _with_data(previous.work, writes):
         src = previous.work / name
         if src.is_dir():
             shutil.copytree(src, work / name)
@@ -348,14 +356,23 @@ def _build_runners(work: Path, manifest: Manifest, device: str, threads: int | N
     if torch_module is not None:
         frameworks += ("torch",)
     r.check_device(device, frameworks)
-    if torch_module is not None:
-        built["torch"] = r.TorchRunner(torch_module, input_names, output_names, device)
-    built["onnxruntime"] = r.OrtRunner(require_artifact(work, PATCHED_ONNX, "patch"), device, threads)
+    onnx_path = require_artifact(work, PATCHED_ONNX, "patch")
     paddle_dir = require_artifact(work, PADDLE_DIR, "convert")
     inputs = {name: conv["paddle_inputs"][name] for name in input_names}
+    # Built first: loading its params briefly holds them twice, better before the other
+    # runners hold theirs (a model of several GB).
+    dygraph = r.PaddleDygraphRunner(paddle_dir, inputs, conv["paddle_outputs"], device)
+    if torch_module is not None:
+        built["torch"] = r.TorchRunner(torch_module, input_names, output_names, device)
+    built["onnxruntime"] = r.OrtRunner(onnx_path, device, threads)
     built["paddle_inference"] = r.PaddleInferenceRunner(paddle_dir, inputs, conv["paddle_outputs"], device, threads)
-    built["paddle_dygraph"] = r.PaddleDygraphRunner(paddle_dir, inputs, conv["paddle_outputs"], device)
+    built["paddle_dygraph"] = dygraph
     return built
+
+
+# Above this much external weight data, the stage diff's two extra ONNX Runtime sessions
+# (exported, simplified) are not run: each would hold another copy of the weights.
+STAGE_DIFF_MAX_DATA_BYTES = 1 << 30
 
 
 def _build_stage_runners(work: Path, device: str, threads: int | None):
@@ -365,6 +382,11 @@ def _build_stage_runners(work: Path, device: str, threads: int | None):
 
     built, errors = {}, {}
     for name, artifact in (("ort_exported", EXPORTED_ONNX), ("ort_simplified", SIMPLIFIED_ONNX)):
+        data = work / (artifact + DATA_SUFFIX)
+        if data.is_file() and data.stat().st_size > STAGE_DIFF_MAX_DATA_BYTES:
+            errors[name] = (f"{data.stat().st_size / 1e9:.2f} GB of weights; skipped to hold fewer copies "
+                            f"of them (the patched model is compared)")
+            continue
         try:
             built[name] = r.OrtRunner(work / artifact, device, threads)
         except BridgeError as exc:
@@ -433,7 +455,7 @@ def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise
     write_json_atomic(work / VALIDATION_JSON, report.to_json())
     write_text_atomic(work / VALIDATION_TXT, report.render() + "\n")
     manifest.record_stage(
-        "validate", seconds=seconds, inputs=[PATCHED_ONNX, PADDLE_DIR], outputs=[VALIDATION_JSON],
+        "validate", seconds=seconds, inputs=_with_data(work, [PATCHED_ONNX, PADDLE_DIR]), outputs=[VALIDATION_JSON],
         passed=report.passed, device=device, batch_sizes=list(batch_sizes),
     )
     manifest.save()

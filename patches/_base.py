@@ -45,7 +45,7 @@ class PatchContext:
     def refresh_shapes(self) -> None:
         """Infer shapes (non-strict: an invalid node elsewhere must not stop us)."""
         try:
-            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False)
+            inferred = onnx.shape_inference.infer_shapes(_without_large_data(self.model), strict_mode=False)
         except Exception:  # shape inference is a hint; a patch declines when it lacks one
             inferred = self.model
         graph = inferred.graph
@@ -80,6 +80,45 @@ class PatchContext:
             value=numpy_helper.from_array(np.array(values, dtype=np.int64), out),
         )
         return out, node
+
+
+# Initializers this big are never shape data (Reshape's shape, Slice's starts); shape inference
+# gets them as data-less references, so a model over protobuf's 2 GB limit still infers.
+_SHAPE_DATA_LIMIT = 1 << 20
+
+
+def _without_large_data(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as shape inference needs it: a copy whose large initializers keep their type
+    and dims but no data (marked external). The model itself when it has none."""
+    large = {i for i, t in enumerate(model.graph.initializer)
+             if t.data_location != onnx.TensorProto.EXTERNAL and t.ByteSize() >= _SHAPE_DATA_LIMIT}
+    if not large:
+        return model
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    _copy_fields(model.graph, light.graph, skip="initializer")
+    for i, tensor in enumerate(model.graph.initializer):
+        if i not in large:
+            light.graph.initializer.append(tensor)
+            continue
+        stub = light.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims,
+                                           data_location=onnx.TensorProto.EXTERNAL)
+        stub.external_data.add(key="location", value="bridge-shape-inference-stub")
+    return light
+
+
+def _copy_fields(src, dst, skip: str) -> None:
+    """Copy every set field of message ``src`` into ``dst`` except ``skip`` (a CopyFrom that
+    leaves out one large field)."""
+    for desc, value in src.ListFields():
+        if desc.name == skip:
+            continue
+        if desc.is_repeated:
+            getattr(dst, desc.name).extend(value)
+        elif desc.message_type is not None:
+            getattr(dst, desc.name).CopyFrom(value)
+        else:
+            setattr(dst, desc.name, value)
 
 
 class Patch:

@@ -9,11 +9,13 @@ live in ``x2paddle_linear_time.py``); each is idempotent and has a test in ``tes
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 import threading
 import types
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -108,6 +110,93 @@ def exit_raises() -> None:
     x2paddle.core.program.exit = _exit_raises
 
 
+class _ToArrayFrom:
+    """``onnx.numpy_helper`` for X2Paddle's modules, except that ``to_array`` reads external
+    data relative to the model's folder (X2Paddle calls it without ``base_dir``)."""
+
+    def __init__(self, base_dir: str):
+        self.base_dir = base_dir
+
+    def to_array(self, tensor, base_dir: str = ""):
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(tensor, base_dir or self.base_dir)
+
+    def __getattr__(self, name: str):
+        from onnx import numpy_helper
+
+        return getattr(numpy_helper, name)
+
+
+def _decoder_init(self, onnx_model, enable_onnx_checker, input_shape_dict=None):
+    """``ONNXDecoder.__init__`` as X2Paddle 1.6.0 writes it, but loading the graph without its
+    external weights and checking the model by path."""
+    import onnx
+    from x2paddle.decoder import onnx_decoder, onnx_shape_inference
+
+    path = os.fspath(onnx_model)
+    onnx_model = onnx.load(path, load_external_data=False)
+    reader = _ToArrayFrom(os.path.dirname(os.path.abspath(path)))
+    onnx_decoder.to_array = reader.to_array  # ONNXGraph.build / graph_weights: one weight at a time
+    onnx_shape_inference.numpy_helper = reader  # SymbolicShapeInference._get_value
+    print('model ir_version: {}, op version: {}'.format(onnx_model.ir_version, onnx_model.opset_import[0].version))
+    self.op_set = onnx_model.opset_import[0].version
+    if enable_onnx_checker:
+        onnx.checker.check_model(path)
+    onnx_model = self.optimize_model_skip_op(onnx_model)
+    onnx_model = self.optimize_node_name(onnx_model)
+    self.graph = onnx_decoder.ONNXGraph(onnx_model, input_shape_dict)
+    _decoded_graphs.append(weakref.ref(self.graph))
+
+
+# The ONNXGraphs decoded in this process, for release_weights_after_dump.
+_decoded_graphs: list[weakref.ref] = []
+
+
+def decoder_streams_weights() -> None:
+    """``ONNXDecoder.__init__`` (decoder/onnx_decoder.py) does ``onnx.load(path)``, every weight
+    in memory, then ``check_model(proto)``, which serializes it: over protobuf's 2 GB limit that
+    dies with ``google.protobuf.message.EncodeError: Failed to serialize proto`` (and ONNX
+    shape inference's fallback, ``infer_shapes(proto)``, the same way). Under 2 GB the proto's
+    weights are still copied whole by ``optimize_model_skip_op`` (``CopyFrom``) and by
+    ``SymbolicShapeInference._preprocess``, on top of the numpy arrays ``ONNXGraph.build``
+    makes. The replacement loads the graph without external data, checks the file by path,
+    and lets ``to_array`` read each external weight from disk when X2Paddle asks for it. A
+    model without external data decodes exactly as before."""
+    from x2paddle.decoder import onnx_decoder
+
+    onnx_decoder.ONNXDecoder.__init__ = _decoder_init
+
+
+_original_dump_parameter: Callable | None = None
+
+
+def _dump_then_release(self, code_dir):
+    """``PaddleGraph.dump_parameter``, then drop the in-memory weights it wrote."""
+    _original_dump_parameter(self, code_dir)
+    self.parameters.clear()
+    for ref in _decoded_graphs:
+        graph = ref()
+        for node in (graph.node_map.values() if graph is not None else ()):
+            if getattr(node, "weight", None) is not None:
+                node.weight = None
+
+
+def release_weights_after_dump() -> None:
+    """``PaddleGraph.gen_model`` (core/program.py) writes ``model.pdparams`` from the weights it
+    holds (``self.parameters``, the same arrays as the decoder's ``node.weight``), then
+    ``dygraph2static`` loads that file (``paddle.load``) and copies it into a Paddle model
+    (``set_dict``) while the first copy is still alive: three copies of every weight at once.
+    Nothing reads them after the dump, so the replacement drops them there; the peak becomes
+    the two copies ``paddle.load`` + ``set_dict`` need."""
+    global _original_dump_parameter
+    from x2paddle.core import program
+
+    if program.PaddleGraph.dump_parameter is not _dump_then_release:
+        _original_dump_parameter = program.PaddleGraph.dump_parameter
+        program.PaddleGraph.dump_parameter = _dump_then_release
+
+
 def _linear_time():
     from bridge.patches import x2paddle_linear_time
 
@@ -130,6 +219,8 @@ SHIMS: tuple[Shim, ...] = (
     # Quadratic steps made linear (patches/x2paddle_linear_time.py).
     Shim("pattern_matcher_linear", lambda: _linear_time().pattern_matcher_linear()),
     Shim("name_struct_linear", lambda: _linear_time().name_struct_linear()),
+    Shim("decoder_streams_weights", decoder_streams_weights),
+    Shim("release_weights_after_dump", release_weights_after_dump),
 )
 
 _installed = False

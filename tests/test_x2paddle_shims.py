@@ -605,6 +605,104 @@ def test_relocate_params_path_leaves_other_code_alone(tmp_path, text):
     assert code_path.stat().st_mtime_ns == 1_000_000_000  # not rewritten at all
 
 
+# --------------------------------------------------------------------------- decoder_streams_weights
+
+
+def make_external_model(path: Path) -> Path:
+    """The tiny Conv model with its weights in an external data file (``tiny.onnx.data``)."""
+    make_tiny_model(path)
+    model = onnx.load(str(path))
+    onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0)
+    return path
+
+
+DECODER_CHILD = child(APPLY_SHIMS, """
+    import json, sys
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    mode = sys.argv[2]
+    names = ["require_undeclared_deps", "import_onnx_version", "provide_onnx_mapping"]
+    apply(*(names + (["decoder_streams_weights"] if mode == "with" else [])))
+    from x2paddle.decoder import onnx_decoder
+    checked = []
+    real_check = onnx.checker.check_model
+    onnx.checker.check_model = onnx_decoder.check_model = lambda m, *a, **k: (checked.append(type(m).__name__), real_check(m, *a, **k))
+    decoder = onnx_decoder.ONNXDecoder(sys.argv[1], True)
+    source = {t.name: numpy_helper.to_array(t) for t in onnx.load(sys.argv[1]).graph.initializer}
+    weights = dict(decoder.graph.graph_weights())
+    print("RESULT", json.dumps({
+        "checked": checked,
+        "bytes_in_proto": sum(len(t.raw_data) for t in decoder.graph.graph.initializer),
+        # X2Paddle renames tensors (x2paddle_W): compare the arrays themselves.
+        "weights_equal": sorted(a.tobytes() for a in weights.values()) == sorted(a.tobytes() for a in source.values()),
+        "node_weights_equal": sorted(n.weight.tobytes() for n in decoder.graph.node_map.values()
+                                     if getattr(n, "weight", None) is not None) == sorted(a.tobytes() for a in source.values()),
+    }))
+""")
+
+
+def test_decoder_holds_external_weights_in_the_proto_without_shim(tmp_path):
+    """X2Paddle loads every weight into the proto it checks and copies (check_model(proto):
+    over 2 GB, ``EncodeError: Failed to serialize proto``)."""
+    model = make_external_model(tmp_path / "model" / "tiny.onnx")
+    result = last_json(run_py(DECODER_CHILD, model, "without", cwd=tmp_path), "RESULT")
+    assert result["checked"] == ["ModelProto"]
+    assert result["bytes_in_proto"] == (4 * 3 * 3 * 3 + 4) * 4  # every weight, in memory
+
+
+def test_decoder_streams_weights_checks_by_path_and_reads_weights_from_disk(tmp_path):
+    model = make_external_model(tmp_path / "model" / "tiny.onnx")
+    # Run from another folder: the weights are found beside the model, not in the cwd.
+    (tmp_path / "elsewhere").mkdir()
+    result = last_json(run_py(DECODER_CHILD, model, "with", cwd=tmp_path / "elsewhere"), "RESULT")
+    assert result["checked"] == ["str"]
+    assert result["bytes_in_proto"] == 0
+    assert result["weights_equal"] and result["node_weights_equal"]
+
+
+def test_decoder_streams_weights_converts_an_external_model(tmp_path):
+    from bridge.runners import OrtRunner, PaddleInferenceRunner
+    from bridge.stages import convert
+
+    model = make_external_model(tmp_path / "model" / "tiny.onnx")
+    result = convert.run(model, tmp_path / "paddle", tmp_path / "convert.log")
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)}
+    got = PaddleInferenceRunner(tmp_path / "paddle", result.inputs, result.outputs).run(feeds)["y"]
+    np.testing.assert_allclose(got, OrtRunner(model).run(feeds)["y"], atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- release_weights_after_dump
+
+RELEASE_CHILD = child(APPLY_SHIMS, """
+    import json, sys
+    mode = sys.argv[3]
+    names = [s.name for s in shims.SHIMS if mode == "with" or s.name != "release_weights_after_dump"]
+    apply(*names)
+    from x2paddle.core import program
+    graphs = []
+    real_d2s = program.PaddleGraph.dygraph2static
+    def d2s(self, *args, **kwargs):
+        graphs.append(len(self.parameters))  # what is still held when Paddle loads its own copy
+        return real_d2s(self, *args, **kwargs)
+    program.PaddleGraph.dygraph2static = d2s
+    from x2paddle.convert import onnx2paddle
+    onnx2paddle(sys.argv[1], sys.argv[2], disable_feedback=True)
+    import os
+    print("RESULT", json.dumps({"held": graphs, "wrote": sorted(os.listdir(sys.argv[2]))}))
+""")
+
+
+@pytest.mark.parametrize("mode", ["without", "with"])
+def test_release_weights_after_dump(tiny_onnx, tmp_path, mode):
+    """Without the shim X2Paddle still holds its weights while dygraph2static loads
+    model.pdparams into Paddle; with it, none, and the conversion is the same."""
+    result = last_json(run_py(RELEASE_CHILD, tiny_onnx, tmp_path / "paddle", mode, cwd=tmp_path), "RESULT")
+    assert len(result["held"]) == 1
+    assert result["held"][0] > 0 if mode == "without" else result["held"][0] == 0
+    assert {"x2paddle_code.py", "model.pdparams", "inference_model"} <= set(result["wrote"])
+
+
 # --------------------------------------------------------------------------- install()
 
 
@@ -612,6 +710,7 @@ def test_install_applies_every_shim_in_order():
     assert [s.name for s in x2paddle_shims.SHIMS] == [
         "require_undeclared_deps", "import_onnx_version", "provide_onnx_mapping", "disable_feedback", "exit_raises",
         "pattern_matcher_linear", "name_struct_linear",
+        "decoder_streams_weights", "release_weights_after_dump",
     ]
     x2paddle_shims.install()
     x2paddle_shims.install()  # once per process; a second call is a no-op

@@ -163,10 +163,10 @@ def export_torch(
 
 def copy_onnx(src: Path, onnx_path: Path, input_specs: list[InputSpec]) -> ExportResult:
     """An ONNX source: check it parses, copy it in, read its inputs (``--input`` overrides)."""
-    from bridge.onnx_io import graph_inputs, load_onnx
+    from bridge.onnx_io import graph_inputs, has_external_data, load_onnx, save_onnx
     from bridge.opset_upgrade import default_opset, upgrade_if_below
 
-    model = load_onnx(src)
+    model = load_onnx(src, weights=False)  # the graph; external weights are streamed, not loaded
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     declared = graph_inputs(model)
     given = {s.name: s for s in input_specs}
@@ -197,15 +197,20 @@ def copy_onnx(src: Path, onnx_path: Path, input_specs: list[InputSpec]) -> Expor
     ]
     # Old models (IR 3 / opset 6, e.g. onnx's own pytorch-converted test models): X2Paddle's
     # decoder cannot read them; onnx.version_converter lifts them to 7.
+    # Weights in an external data file (a model over 2 GB) are copied into the work directory
+    # as model.onnx.data, streamed; the tensors are pointed at it.
+    external = has_external_data(model)
     upgraded = upgrade_if_below(model)
-    with atomic_path(onnx_path) as tmp:
-        if upgraded is model:
+    if upgraded is model and not external:
+        with atomic_path(onnx_path) as tmp:
             shutil.copyfile(src, tmp)
-        else:
-            import onnx
-
-            onnx.save(upgraded, str(tmp))
-            notes = [f"upgraded from opset {opset} to {default_opset(upgraded)} with onnx.version_converter"]
-            opset = default_opset(upgraded)
+    elif upgraded is model:
+        save_onnx(model, onnx_path, external=True, base_dir=src.parent)
+    else:
+        if external:  # the version converter may read weights (e.g. Reshape's shape): load them
+            upgraded = upgrade_if_below(load_onnx(src))
+        save_onnx(upgraded, onnx_path, external=external)
+        notes = [f"upgraded from opset {opset} to {default_opset(upgraded)} with onnx.version_converter"]
+        opset = default_opset(upgraded)
     output_names = [o.name for o in model.graph.output]
     return ExportResult("onnx-file", opset, None, specs, output_names, dynamic_batch, notes)

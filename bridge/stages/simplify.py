@@ -2,10 +2,10 @@
 unsimplified model is kept and the failure is recorded, never silently passed over."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.onnx_io import load_onnx
+from bridge.onnx_io import external_data_bytes, has_external_data, load_onnx, save_onnx
 from bridge.workdir import atomic_path
 
 
@@ -15,6 +15,7 @@ class SimplifyResult:
     nodes_before: int
     nodes_after: int
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def simplify_model(model):
@@ -33,12 +34,67 @@ def simplify_model(model):
         return model, f"{type(exc).__name__}: {first}"
 
 
+def lift_external_initializers(model) -> dict:
+    """Turn the initializers whose data is in an external file into graph inputs of the same
+    type and shape, in place; returns them by name (data still on disk).
+
+    onnxsim serializes the model it is given, so a model over protobuf's 2 GB limit cannot go
+    in whole ("Message larger than 2GiB"); and loading the weights only to hand them over
+    would hold them several times. Lifted, the graph is kilobytes, shapes still infer, and
+    only folding through those weights is given up (they are X2Paddle's parameters anyway)."""
+    from onnx import helper
+    from onnx.external_data_helper import uses_external_data
+
+    lifted = {t.name: t for t in model.graph.initializer if uses_external_data(t)}
+    if not lifted:
+        return {}
+    kept = [t for t in model.graph.initializer if t.name not in lifted]
+    stubs = [type(t)() for t in lifted.values()]
+    for stub, tensor in zip(stubs, lifted.values()):
+        stub.CopyFrom(tensor)  # a few hundred bytes: the data is on disk
+    model.graph.ClearField("initializer")
+    model.graph.initializer.extend(kept)
+    declared = {i.name for i in model.graph.input}
+    for stub in stubs:
+        if stub.name not in declared:
+            model.graph.input.append(helper.make_tensor_value_info(stub.name, stub.data_type, list(stub.dims)))
+    return {s.name: s for s in stubs}
+
+
+def restore_lifted(model, lifted: dict, declared_inputs: set[str]) -> None:
+    """Undo ``lift_external_initializers`` on onnxsim's output: the lifted inputs become
+    initializers again (those still read by a node or an output)."""
+    used = {name for node in _all_nodes(model.graph) for name in node.input} | {o.name for o in model.graph.output}
+    inputs = [i for i in model.graph.input if i.name not in lifted or i.name in declared_inputs]
+    model.graph.ClearField("input")
+    model.graph.input.extend(inputs)
+    model.graph.initializer.extend(t for name, t in lifted.items() if name in used)
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _all_nodes(sub)
+
+
 def run(onnx_in: Path, onnx_out: Path) -> SimplifyResult:
     import onnx
 
-    model = load_onnx(onnx_in)
+    model = load_onnx(onnx_in, weights=False)
     before = len(model.graph.node)
+    if not has_external_data(model):
+        result_model, error = simplify_model(model)
+        with atomic_path(onnx_out) as tmp:
+            onnx.save(result_model, str(tmp))
+        return SimplifyResult(error is None, before, len(result_model.graph.node), error)
+    weight_bytes = external_data_bytes(model)
+    declared = {i.name for i in model.graph.input}
+    lifted = lift_external_initializers(model)
     result_model, error = simplify_model(model)
-    with atomic_path(onnx_out) as tmp:
-        onnx.save(result_model, str(tmp))
-    return SimplifyResult(error is None, before, len(result_model.graph.node), error)
+    restore_lifted(result_model, lifted, declared)
+    save_onnx(result_model, onnx_out, external=True, base_dir=onnx_in.parent)
+    notes = [f"{len(lifted)} initializers with external data ({weight_bytes / 1e9:.2f} GB) went through "
+             f"onnxsim as graph inputs (not constant-folded), their data streamed to {onnx_out.name}.data"]
+    return SimplifyResult(error is None, before, len(result_model.graph.node), error, notes)
