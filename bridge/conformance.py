@@ -339,6 +339,11 @@ def run(cases: list[Case], out: Path, *, sizes: dict[str, int] | None = None, jo
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         servers.close()
+    restarts = sum(max(0, server.starts - 1) for server in servers.all)
+    if restarts:  # a few seconds each: say why they happened
+        stale = sum(server.stale for server in servers.all)
+        echo(f"fork servers restarted {restarts} time(s): {stale} after the code changed, "
+             f"{restarts - stale} after a server died")
     not_started = len(todo) - len(records)
     if not_started:
         echo(f"stopped after --max-minutes {max_minutes:g}: {not_started} case(s) not run (rerun to resume)")

@@ -59,15 +59,16 @@ _PR_SET_PDEATHSIG = 1
 
 # --- the server ------------------------------------------------------------------------------
 
-def _checkout_files() -> list[Path]:
-    """The files of the loaded modules that live in this checkout (bridge, its patches, a
-    test's targets), not in the virtual environment: what the server would run stale."""
+def _own_code_files() -> list[Path]:
+    """The files of the loaded modules that are not Python's or an installed package's
+    (bridge, its patches, a test's targets): what the server would run stale once edited."""
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     files = []
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if path and "site-packages" not in path and Path(path).resolve().is_relative_to(ROOT):
+        if path and not any(Path(path).resolve().is_relative_to(p) for p in installed):
             files.append(Path(path))
-    return sorted(files)
+    return sorted(set(files))
 
 
 def _digest(files: list[Path]) -> str:
@@ -185,7 +186,7 @@ def serve(preload: list[str]) -> int:
     from bridge.conformance_case import loaded_bridge_code
 
     bridge_code = loaded_bridge_code()
-    files = _checkout_files()
+    files = _own_code_files()
     checkout = _digest(files)
     reply({"ready": True, "seconds": round(time.perf_counter() - start, 2)})
     requests = _Requests()
@@ -238,6 +239,8 @@ class CaseServer:
         self._case_pid: int | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self.starts = 0  # how often it was started: once, plus once per death or code change
+        self.stale = 0
 
     def _start(self) -> None:
         env = {**os.environ, **{k: os.environ.get(k, v) for k, v in THREAD_ENV.items()}}
@@ -255,6 +258,7 @@ class CaseServer:
                 start_new_session=True,  # Ctrl-C reaches the harness only, which stops the rest
             )
         os.close(fd)
+        self.starts += 1
         ready = self._read(time.monotonic() + START_TIMEOUT)
         if not ready or not ready.get("ready"):
             self._stop()
@@ -300,6 +304,7 @@ class CaseServer:
                 return self._lost("died before the case started")
             started = self._read(time.monotonic() + REPLY_GRACE)
             if started is not None and started.get("stale"):
+                self.stale += 1
                 self._stop()
                 continue
             if started is None:

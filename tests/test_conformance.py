@@ -137,10 +137,11 @@ def test_a_crash_a_dead_server_or_a_hang_cost_that_case_only(tmp_path, monkeypat
     names = ["test_ok_first", "test_segfault", "test_ok_after_segfault", "test_kill_server",
              "test_ok_after_server_died", "test_hang", "test_ok_after_hang"]
     cases = [conformance.Case("node", n, "Relu", ("Relu",), model_dir=ROOT) for n in names]
-    start = time.monotonic()
-    records = conformance.run(cases, tmp_path / "out", jobs=1, timeout=2, echo=lambda line: None,
+    start, lines = time.monotonic(), []
+    records = conformance.run(cases, tmp_path / "out", jobs=1, timeout=2, echo=lines.append,
                               target=f"{__name__}:_stand_in_case", preload=(__name__,))
     assert time.monotonic() - start < 60
+    assert lines[-1] == "fork servers restarted 1 time(s): 0 after the code changed, 1 after a server died"
     by_name = {r["case"]: r for r in records}
     assert [r["case"] for r in records] == names  # one job: in order, and each one ran
     for name in names:
@@ -177,3 +178,32 @@ def test_failure_reasons_group_cases_failing_the_same_way():
     d = {**a, "error": a["error"].replace("Gelu", "Selu")}
     assert failure_reason(a) != failure_reason(d)
     assert failure_reason(a, coarse=True) == failure_reason(d, coarse=True)
+
+
+STAND_IN_MODULE = '''
+import json
+from bridge.conformance_case import OUTCOME_FILE, CaseOutcome
+
+CODE = "first"
+
+
+def case(work, bridge_code):
+    """Reports CODE, then edits this file: the next case must run the edited code."""
+    (work / OUTCOME_FILE).write_text(json.dumps(CaseOutcome("mismatch", error=CODE).to_json()))
+    with open(__file__) as fh:
+        text = fh.read()
+    with open(__file__, "w") as fh:
+        fh.write(text.replace('CODE = "first"', 'CODE = "edited"'))
+    return 0
+'''
+
+
+def test_code_edited_during_a_run_is_what_the_next_case_runs(tmp_path, monkeypatch):
+    (tmp_path / "stand_in_edits_itself.py").write_text(STAND_IN_MODULE)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    cases = [conformance.Case("node", n, "Relu", ("Relu",), model_dir=ROOT) for n in ("test_one", "test_two")]
+    lines = []
+    records = conformance.run(cases, tmp_path / "out", jobs=1, echo=lines.append,
+                              target="stand_in_edits_itself:case", preload=("stand_in_edits_itself",))
+    assert [r["error"] for r in records] == ["first", "edited"]
+    assert lines[-1] == "fork servers restarted 1 time(s): 1 after the code changed, 0 after a server died"
