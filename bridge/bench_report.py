@@ -110,6 +110,84 @@ def _timing_table(rows: list[dict], notes: list[str], stalled: set[str], setup_c
     return lines
 
 
+def _gflops(flops: int | None, seconds: float | None) -> float | None:
+    return None if not flops or not seconds else flops / seconds / 1e9
+
+
+def _peak_lines(section: dict) -> list[str]:
+    """GFLOP/s of the seed model's rows against the machine's FP32 peak."""
+    peak = section.get("peak")
+    rows = [r for r in section["rows"] if r.get("model") == "seqnet" and r.get("flops")]
+    if not peak or not rows:
+        return []
+    theory, sgemm = peak.get("theoretical_gflops"), peak.get("sgemm_gflops")
+    lines = [
+        "", "### Against the FP32 peak",
+        "",
+        f"FP32 peak of {peak['threads']} cores: theoretical "
+        + (f"{theory:.0f} GFLOP/s ({peak['threads']} × {peak['mhz'] / 1000:.2f} GHz × {peak['flops_per_cycle']} "
+           f"FLOP/cycle: {peak['fma_units_assumed']} FMA units × {peak['vector_lanes_fp32']} fp32 lanes × 2, "
+           "from /proc/cpuinfo; a VM does not say how many FMA units a core has, 2 is assumed)" if theory else "unknown")
+        + (f"; achievable {sgemm:.0f} GFLOP/s ({peak['sgemm']})." if sgemm else "."),
+        "FLOPs: 2 × multiply-adds of the patched ONNX model's Conv/Gemm/MatMul nodes at the row's batch "
+        "(`bridge.bench_cost.onnx_flops`).",
+        "",
+        "| model | batch | GFLOP per call | " + " | ".join(f"{LABELS[r]} GFLOP/s (% of peak)" for r in ("paddle_inference", REFERENCE)) + " |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = []
+        for runtime in ("paddle_inference", REFERENCE):
+            rate = _gflops(row["flops"], (row["timings"].get(runtime) or {}).get("median_s"))
+            cells.append("-" if rate is None else f"{rate:.0f} ({100 * rate / theory:.0f}%)" if theory else f"{rate:.0f}")
+        lines.append(f"| {row['model']} | {row['batch']} | {row['flops'] / 1e9:.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _dispatch_lines(section: dict) -> list[str]:
+    """The per-op cost of each runtime and what it predicts for every batch-1 row."""
+    dispatch = section.get("dispatch")
+    if not dispatch:
+        return []
+    if dispatch.get("error"):
+        return ["", "### Per-op cost", "", f"Not measured: {dispatch['error']}."]
+    per_op = dispatch["per_op_s"]
+    paddle, ort = per_op.get("paddle_inference"), per_op.get(REFERENCE)
+    if paddle is not None and paddle <= 0:  # the long chain was not slower: noise, or ops folded away
+        paddle = None
+    lines = [
+        "", "### Per-op cost: why small models are slower in Paddle Inference",
+        "",
+        f"Sigmoid chains of {dispatch['lengths'][0]} and {dispatch['lengths'][1]} nodes on a 1×16 tensor "
+        "(`bridge.bench_cost.op_chain_model`; not Relu, which onnxsim folds), converted by bridge and timed like the models above: "
+        "(time of the long chain − time of the short one) / number of added ops = what a runtime spends per "
+        "op beyond its arithmetic. "
+        + "; ".join(f"{LABELS[n]} {v * 1e6:.1f} µs" for n, v in per_op.items() if n in LABELS) + " per op.",
+        "",
+        "A model of many small ops therefore costs Paddle Inference at least (ops in its program) × (its "
+        "per-op cost), whatever the kernels: the floor below. Where the floor is most of the measured time, "
+        "the gap to ONNX Runtime is Paddle's executor dispatching ops one by one (X2Paddle's output keeps "
+        "every shape computation, constant and reshape as an op of its own), not a slow kernel; the most "
+        "frequent op types are listed. Ops: the saved program before Paddle Inference's own passes fuse any.",
+        "",
+        "| model | batch | Paddle ops (most frequent) | floor: ops × per-op, ms | Paddle Inference (bridge config), ms | floor / measured | ONNX Runtime, ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in section["rows"]:
+        ops = row.get("paddle_ops")
+        measured = (row.get("timings", {}).get("paddle_inference") or {}).get("median_s")
+        if not ops or row.get("batch") != 1 or paddle is None:
+            continue
+        floor = ops["ops"] * paddle
+        top = ", ".join(f"{kind} {n}" for kind, n in ops["top"][:3])
+        share = f"{100 * floor / measured:.0f}%" if measured else "-"
+        lines.append(f"| {row['model']} | 1 | {ops['ops']} ({top}) | {_ms(floor)} | {_ms(measured)} | {share} | "
+                     f"{_ms((row['timings'].get(REFERENCE) or {}).get('median_s'))} |")
+    if ort and ort > 0 and paddle:
+        lines += ["", f"Per op, Paddle Inference costs {paddle / ort:.0f}× what ONNX Runtime does on this machine."]
+    return lines
+
+
 def _inference(section: dict) -> list[str]:
     lines = ["## 1. Inference", ""]
     if section.get("skipped"):
@@ -142,6 +220,7 @@ def _inference(section: dict) -> list[str]:
     ]
     if section.get("zoo_note"):
         lines += ["", section["zoo_note"]]
+    lines += _peak_lines(section) + _dispatch_lines(section)
     memory = [row for row in section["rows"] if row.get("peak_rss_bytes")]
     if memory:
         lines += ["", "Peak RSS of each runtime's process (the model loaded and run at every batch size of its rows):",

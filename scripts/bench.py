@@ -40,7 +40,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bridge import bench  # noqa: E402
-from bridge import bench_inference  # noqa: E402
+from bridge import bench_cost, bench_inference  # noqa: E402
 from bridge.bench import MIN_RUNS, Timing  # noqa: E402
 from bridge.bench_inference import ROW_BUDGET_S, SLOW_ROUND_S  # noqa: E402
 
@@ -96,6 +96,43 @@ def zoo_models() -> list[Path]:
     return sorted(p for p in (ROOT / "examples").glob("*.py") if "build" in p.read_text())
 
 
+def _add_costs(rows: list[dict], work: Path) -> list[dict]:
+    """Each row's FLOPs (Conv/Gemm/MatMul of the patched ONNX at its batch) and the number of
+    ops in the saved Paddle program: what the timings are read against."""
+    ops = bench_cost.paddle_op_count(work / "paddle")
+    for row in rows:
+        row["paddle_ops"] = ops
+        try:
+            row["flops"] = bench_cost.onnx_flops(work / "model.patched.onnx", row["batch"])
+        except Exception as exc:  # noqa: BLE001 - a missing count leaves the cell empty, not the bench
+            row["flops"], row["flops_error"] = None, bench.first_line(exc)
+    return rows
+
+
+def dispatch_cost(args, out: Path, log: Path) -> dict:
+    """Per-op cost of each runtime beyond arithmetic: Sigmoid chains of 1 and 201 nodes on a
+    1×16 tensor, converted by bridge and timed like the models; (t201 - t1) / 200."""
+    import onnx
+
+    rows = {}
+    for length in bench_cost.CHAIN_LENGTHS:
+        folder = out / f"sigmoid_chain_{length}"
+        folder.mkdir(parents=True, exist_ok=True)
+        onnx.save(bench_cost.op_chain_model(length), str(folder / "model.onnx"))
+        child, error = convert(str(folder / "model.onnx"), folder / "work", log)
+        if error:
+            return {"error": f"sigmoid chain of {length}: bridge convert failed: {error}"}
+        rows[length] = measure(folder / "work", f"sigmoid_chain_{length}", (1,), args, log)[0]
+    short, long_ = (rows[n] for n in bench_cost.CHAIN_LENGTHS)
+    ops = bench_cost.CHAIN_LENGTHS[1] - bench_cost.CHAIN_LENGTHS[0]
+    per_op = {}
+    for name in long_["timings"]:
+        if name in short["timings"]:
+            per_op[name] = (long_["timings"][name]["median_s"] - short["timings"][name]["median_s"]) / ops
+    return {"lengths": list(bench_cost.CHAIN_LENGTHS), "per_op_s": per_op,
+            "rows": [rows[n] for n in bench_cost.CHAIN_LENGTHS]}
+
+
 def inference_section(args, out: Path) -> dict:
     log = out / "inference.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +142,12 @@ def inference_section(args, out: Path) -> dict:
     if error:
         raise RuntimeError(f"bridge convert {SEED} failed: {error} (log: {_rel(log)})")
     rows = measure(seed_work, "seqnet", args.batch_sizes, args, log)
+    _add_costs(rows, seed_work)
     section = {"source": SEED, "work": _rel(seed_work), "batch_sizes": list(args.batch_sizes), "rows": rows,
-               "zoo": [], "convert_seconds": {"seqnet": child.seconds}}
+               "zoo": [], "convert_seconds": {"seqnet": child.seconds},
+               "peak": bench_cost.fp32_peak(THREADS)}
+    if not args.quick:  # two more conversions and timings; the quick run only checks the machinery
+        section["dispatch"] = dispatch_cost(args, out / "dispatch", log)
     if not args.quick:
         section["shared_rows"] = shared_rows(seed_work, "seqnet", args, log)
     if args.no_zoo:
@@ -121,7 +162,7 @@ def inference_section(args, out: Path) -> dict:
             section["rows"].append({"model": path.stem, "batch": 1, "convert_error": error})
             _say(f"inference: {path.stem}: conversion failed: {error}")
             continue
-        section["rows"] += measure(work, path.stem, (1,), args, log)
+        section["rows"] += _add_costs(measure(work, path.stem, (1,), args, log), work)
         if path.stem in SHARED_ZOO_MODELS:
             section.setdefault("shared_rows", []).extend(shared_rows(work, path.stem, args, log))
     section["zoo"] = [p.stem for p in models]
