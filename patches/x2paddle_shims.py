@@ -197,6 +197,47 @@ def release_weights_after_dump() -> None:
         program.PaddleGraph.dump_parameter = _dump_then_release
 
 
+def _map_reduce_sum(self, node) -> None:
+    """``OpSet.ReduceSum`` with ONNX's semantics, for every form opsets 7–15 write: ``axes``
+    as an attribute (< 13) or a constant input (>= 13), ``keepdims`` (default 1) passed to
+    ``paddle.sum`` as a bool, no axes (or none given with ``noop_with_empty_axes=0``) reducing
+    every axis, ``noop_with_empty_axes=1`` without axes passing ``x`` through."""
+    import numpy as np
+    from x2paddle.op_mapper.onnx2paddle.opset_legacy import _const_weight_or_none
+
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    axes = node.get_attr("axes")
+    if len(node.inputs) > 1:
+        axes_node = self.graph.get_input_node(node, idx=1, copy=True)
+        value = _const_weight_or_none(axes_node)
+        if value is None:  # as X2Paddle's own mapper (bridge's doctor: reducesum_axes)
+            raise ValueError(f"ReduceSum axes {axes_node.name!r} is computed: X2Paddle needs it constant")
+        axes = value
+    axes = None if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+    if not axes and node.get_attr("noop_with_empty_axes", 0):
+        self.paddle_graph.add_layer("paddle.assign", inputs={"x": val_x.name}, outputs=[node.name])
+        return
+    self.paddle_graph.add_layer("paddle.sum", inputs={"x": val_x.name}, outputs=[node.name],
+                                axis=axes or None, keepdim=bool(node.get_attr("keepdims", 1)))
+
+
+def reduce_sum_keepdims() -> None:
+    """``OpSet.ReduceSum`` (op_mapper/onnx2paddle/opset_legacy.py, used by every opset) passes
+    ONNX's ``keepdims`` attribute on as the int it is: the generated ``paddle.sum(...,
+    keepdim=1)`` makes Paddle 3 abort the whole process (``terminate called after throwing
+    an instance of 'pybind11::error_already_set' what(): TypeError: Cannot interpret '1' as
+    a data type``, SIGABRT), while converting (``jit.to_static``) or later running it. It also
+    drops ONNX's default ``keepdims=1`` when the attribute is absent from opset 13 (Paddle's
+    default is False: one dim fewer than ONNX), and without an ``axes`` input from 13 fails
+    on ``None.shape``. The replacement (``_map_reduce_sum``) maps the op as ONNX defines it."""
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    if getattr(opset_legacy.OpSet.ReduceSum, "__wrapped__", None) is not _map_reduce_sum:
+        mapped = opset_legacy.print_mapping_info(_map_reduce_sum)  # errors reported as X2Paddle's
+        mapped.__wrapped__ = _map_reduce_sum
+        opset_legacy.OpSet.ReduceSum = mapped
+
+
 def _linear_time():
     from bridge.patches import x2paddle_linear_time
 
@@ -221,6 +262,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("name_struct_linear", lambda: _linear_time().name_struct_linear()),
     Shim("decoder_streams_weights", decoder_streams_weights),
     Shim("release_weights_after_dump", release_weights_after_dump),
+    Shim("reduce_sum_keepdims", reduce_sum_keepdims),
 )
 
 _installed = False
