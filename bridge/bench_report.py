@@ -328,6 +328,18 @@ def _scaling(section: dict) -> list[str]:
             f"{v.get('seconds', 0):.1f} | {_mib(v.get('peak_rss_bytes'))} | {row.get('validation') or '-'} | {result} |")
     if section.get("trend"):
         lines += ["", section["trend"]]
+    for row in section["rows"]:
+        lw = row.get("layerwise")
+        if not lw:
+            continue
+        if lw.get("error") or lw.get("layerwise_seconds") is None:
+            lines += ["", f"Layerwise validation of the {row['nodes']:,}-node model (`{lw['command']}`): "
+                          f"**failed**: {lw.get('error')}"]
+            continue
+        lines += ["", f"Layerwise validation of the {row['nodes']:,}-node model (`{lw['command']}`): "
+                      f"{lw['seconds']:.1f}s for the whole command (peak RSS {_mib(lw.get('peak_rss_bytes'))}), "
+                      f"of which {lw['layerwise_seconds']:.1f}s comparing the outputs of {lw['nodes_compared']:,} nodes "
+                      f"({lw['tensors_compared']:,} tensors) layer by layer; first divergent node: {lw.get('first_divergent') or 'none'}."]
     return lines + [""]
 
 
