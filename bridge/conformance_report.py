@@ -175,7 +175,10 @@ def render(records: list[dict]) -> str:
         f"{COMMAND} --only Gelu --force  # one op type again, e.g. while writing a patch",
         "```",
         "",
-        "Each case runs in a child process of its own: its model (upgraded with "
+        "Each case runs in a process of its own, forked from a server per job that imported onnx, onnxruntime, "
+        "onnxsim, Paddle and X2Paddle once (`bridge/conformance_server.py`; X2Paddle then runs inside the "
+        "case's process, `bridge.stages.convert.x2paddle_in_this_process`, where users get a child process of "
+        "its own): its model (upgraded with "
         "`bridge.opset_upgrade.upgrade_if_below` when below opset 7) goes through "
         "`bridge.pipeline.convert` (export (copy) → onnxsim → bridge's patches → X2Paddle 1.6.0), then "
         "Paddle Inference (CPU, oneDNN, bridge's `inference_config`) runs each of the case's data sets and "
@@ -183,8 +186,8 @@ def render(records: list[dict]) -> str:
         f"atol {ATOL:g}, shapes and dtypes equal. Statuses: pass; mismatch (ran, an output differs); run_fail "
         "(Paddle Inference could not load or run it); convert_fail (a conversion error other than an "
         "unmapped op); unsupported (bridge's `UnsupportedModel`: an op X2Paddle does not map or failed to "
-        "map); crash (a process died of a signal: the case's child, running Paddle Inference, or X2Paddle's, "
-        "which bridge reports as a conversion error); timeout.",
+        "map); crash (the case's process died of a signal, converting or running Paddle Inference, or its "
+        "server died under it); timeout (the server killed the case after the per-case limit).",
         "",
         f"Run so far: {len(latest)} cases, {run_node} of the {sizes.get('node', '?')} node cases (the node cases "
         "run round-robin over op types, so a partial run covers every op type first; rerunning the command "
