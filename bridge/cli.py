@@ -68,14 +68,17 @@ def _cmd_convert(args) -> int:
 
 def _cmd_validate(args) -> int:
     from bridge import pipeline
+    from bridge.compare import parse_tolerance_override
 
+    per_output = dict(parse_tolerance_override(t) for t in args.tol or [])
     report = pipeline.validate(
         Path(args.dir), device=args.device, batch_sizes=args.batch_sizes,
         atol=args.atol, rtol=args.rtol, threads=args.threads,
         inputs_file=Path(args.inputs) if args.inputs else None, layerwise=args.layerwise,
+        per_output_tolerance=per_output, noise_runs=args.noise_runs,
     )
     print(report.render())
-    print(f"wrote {Path(args.dir) / 'validation.json'}")
+    print(f"wrote {Path(args.dir) / 'validation.json'} and {Path(args.dir) / 'report.html'}")
     # The table is on stdout; a failing run also says why in one stderr line, like every error.
     if report.errors:
         more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
@@ -246,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--batch-sizes", type=batch_sizes_arg, default=(1, 2, 8), help="default 1,2,8")
     val.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5)")
     val.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
+    val.add_argument("--tol", action="append", metavar="OUTPUT=ATOL,RTOL",
+                     help="this output's own tolerances, e.g. logits=1e-4,1e-3 (repeatable)")
+    val.add_argument("--noise-runs", type=int, default=3,
+                     help="runs of each reference on the same inputs for the noise floor (default 3; 1: off)")
     val.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and Paddle Inference")
     val.add_argument("--inputs", metavar="FILE.npz", default=None,
                      help="feed these arrays (one per model input, any batch) instead of seeded random inputs")

@@ -163,7 +163,7 @@ def step_patch(work: Path) -> str:
     manifest.record_stage(
         "patch", seconds=seconds, inputs=_with_data(work, [SIMPLIFIED_ONNX]), outputs=_with_data(work, [PATCHED_ONNX]),
         fired=[vars(f) for f in report.fired], declined=[vars(d) for d in report.declined],
-        op_diff=report.op_diff(), checker="full_check passed",
+        op_diff=report.op_diff(), op_diff_by_patch=report.op_diff_by_patch, checker="full_check passed",
     )
     manifest.save()
     return f"patch: {seconds:.1f}s {result.summary()}; onnx.checker full_check ok"
@@ -398,29 +398,42 @@ def validate(
     work: Path, *, device: str = "cpu", batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     atol: float | None = None, rtol: float | None = None, threads: int | None = None,
     layerwise: bool = False, inputs_file: Path | None = None,
+    per_output_tolerance: dict | None = None, noise_runs: int = validate_stage.NOISE_RUNS,
 ) -> validate_stage.ValidationReport:
     """``layerwise``: also compare every intermediate tensor and name the first divergent node
     (``bridge.layerwise``; the report is then a ``LayerwiseValidationReport``). ``inputs_file``:
     an .npz of the model's inputs to feed instead of seeded random ones (``bridge.feeds``; one
-    batch, its size)."""
+    batch, its size). ``per_output_tolerance``: output name -> ``bridge.compare.Tolerance``.
+    ``noise_runs``: runs of each reference per batch for the noise floor. Writes
+    ``validation.json``, ``validation.txt`` and ``report.html``."""
     Manifest.load(work)  # a clear error for a folder that is not a work directory, before locking
     with work_lock(work):
         return _validate(work, device=device, batch_sizes=batch_sizes, atol=atol, rtol=rtol, threads=threads,
-                         layerwise=layerwise, inputs_file=inputs_file)
+                         layerwise=layerwise, inputs_file=inputs_file,
+                         per_output_tolerance=per_output_tolerance or {}, noise_runs=noise_runs)
 
 
 def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise=False,
-              inputs_file=None) -> validate_stage.ValidationReport:
-    from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL
+              inputs_file=None, per_output_tolerance=None, noise_runs=validate_stage.NOISE_RUNS,
+              ) -> validate_stage.ValidationReport:
+    from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance, Tolerances, check_tolerance_value
     from bridge.integrity import verify_work
+    from bridge.report_html import write_report_html
 
     manifest = Manifest.load(work)
     _require_stage(manifest, "convert")
+    tolerances = Tolerances(
+        Tolerance(check_tolerance_value(DEFAULT_ATOL if atol is None else atol, "--atol"),
+                  check_tolerance_value(DEFAULT_RTOL if rtol is None else rtol, "--rtol")),
+        dict(per_output_tolerance or {}))
+    tolerances.check_outputs(manifest.data["output_names"])
+    if noise_runs < 1:
+        raise BridgeError(f"--noise-runs {noise_runs}: must be >= 1 (1: no noise floor)")
     verify_work(work, manifest)  # before the generated code is imported or any params loaded
     specs = [InputSpec.from_json(s) for s in manifest.data["inputs"]]
     notes: list[str] = []
     if not manifest.data.get("dynamic_batch", True):
-        fixed = specs[0].shape[0]
+        fixed = next((s.shape[0] for s in specs if s.shape), 1)  # a rank-0 input has no batch axis
         notes.append(f"batch axis is static ({fixed}); validated at batch {fixed} only")
         batch_sizes = (fixed,)
     given = None
@@ -440,8 +453,7 @@ def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise
             feeds = {batch_sizes[0]: given}
         report = validate_stage.run(
             runners, ["onnxruntime", "torch"], feeds, device=device,
-            atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
-            stage_runners=stage_runners, stage_errors=stage_errors,
+            stage_runners=stage_runners, stage_errors=stage_errors, tolerances=tolerances, noise_runs=noise_runs,
         )
         if layerwise:  # at the largest batch: batch-dependent conversion faults show there
             from bridge import layerwise as layerwise_mod
@@ -451,12 +463,17 @@ def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise
                 atol=report.atol, rtol=report.rtol, device=device, threads=threads)
             report = layerwise_mod.with_layerwise(report, layers)
     report.notes.extend(notes)
+    for name, runner in runners.items():
+        if getattr(runner, "reshaped_outputs", None):
+            report.notes.append(f"{name} gave rank-0 output(s) {', '.join(sorted(runner.reshaped_outputs))} "
+                                "as shape [1]; compared as rank 0, as the ONNX graph declares")
     seconds = time.perf_counter() - start
     write_json_atomic(work / VALIDATION_JSON, report.to_json())
     write_text_atomic(work / VALIDATION_TXT, report.render() + "\n")
     manifest.record_stage(
         "validate", seconds=seconds, inputs=_with_data(work, [PATCHED_ONNX, PADDLE_DIR]), outputs=[VALIDATION_JSON],
-        passed=report.passed, device=device, batch_sizes=list(batch_sizes),
+        passed=report.passed, device=device, batch_sizes=list(batch_sizes), report="report.html",
     )
     manifest.save()
+    write_report_html(work)  # last: it shows the validate stage's own record too
     return report

@@ -13,6 +13,7 @@ from bridge.patches._base import (
     Patch,
     PatchContext,
     PatchReport,
+    count_diff,
     op_counts,
 )
 from bridge.patches.castlike_to_cast import CastLikeToCast
@@ -104,7 +105,9 @@ def apply_patches(
     patched.CopyFrom(model)
     report = PatchReport(op_counts_before=op_counts(model))
     ctx = PatchContext(patched)
+    counts = report.op_counts_before
     for patch in patches:
+        firings = len(report.fired)
         # A patch runs until it stops firing: a node it declined for want of a shape (inference
         # stops at the first invalid node, e.g. an unbatched pool upstream) may match once the
         # rewrite before it made the graph valid. Only the last pass's declines are reported.
@@ -113,6 +116,11 @@ def apply_patches(
             if not fired:
                 break
         report.declined.extend(declined)
+        if len(report.fired) > firings:  # the op-count diff this patch alone made
+            after = op_counts(patched)
+            if count_diff(counts, after):
+                report.op_diff_by_patch[patch.name] = count_diff(counts, after)
+            counts = after
     report.op_counts_after = op_counts(patched)
     return patched, report
 

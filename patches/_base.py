@@ -153,18 +153,25 @@ class PatchReport:
     declined: list[Declined] = field(default_factory=list)
     op_counts_before: dict[str, int] = field(default_factory=dict)
     op_counts_after: dict[str, int] = field(default_factory=dict)
+    # What each patch that changed the graph changed, in application order (op_diff's form).
+    op_diff_by_patch: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def fired_counts(self) -> dict[str, int]:
         return dict(Counter(f.patch for f in self.fired))
 
     def op_diff(self) -> dict[str, str]:
         """tf2onnx style: ``{"MaxPool": "+0 (4->4)", "Unsqueeze": "+4 (1->5)"}``, changes only."""
-        diff = {}
-        for op in sorted(set(self.op_counts_before) | set(self.op_counts_after)):
-            a, b = self.op_counts_before.get(op, 0), self.op_counts_after.get(op, 0)
-            if a != b:
-                diff[op] = f"{b - a:+d} ({a}->{b})"
-        return diff
+        return count_diff(self.op_counts_before, self.op_counts_after)
+
+
+def count_diff(before: dict[str, int], after: dict[str, int]) -> dict[str, str]:
+    """``{"Unsqueeze": "+4 (1->5)"}`` for every op type whose count changed."""
+    diff = {}
+    for op in sorted(set(before) | set(after)):
+        a, b = before.get(op, 0), after.get(op, 0)
+        if a != b:
+            diff[op] = f"{b - a:+d} ({a}->{b})"
+    return diff
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:

@@ -557,7 +557,8 @@ ROWS = [
                  id="validate-inputs-nan"),
     pytest.param(Row(["validate", "work", "--batch-sizes", "1"], ["work", "FAILED", "paddle_dygraph"],
                      prepare=prepare_wrong_model, code=1,
-                     changes=("work/validation.json", "work/validation.txt", "work/manifest.json", "work/logs/validate.log")),
+                     changes=("work/validation.json", "work/validation.txt", "work/report.html", "work/manifest.json",
+                              "work/logs/validate.log")),
                  id="validate-mismatch-exit-1"),
     # ---- load-weights
     pytest.param(Row(["load-weights", "work", "work/torch_state_dict.pt"],

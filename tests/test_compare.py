@@ -1,10 +1,16 @@
 """Unit tests of bridge.compare.compare_arrays: the pass rule, shape/dtype checks, NaN/Inf, statistics."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
-from bridge.compare import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff, compare_arrays
+from bridge.compare import (
+    DEFAULT_ATOL, DEFAULT_RTOL, HIST_EDGES, ErrorHistogram, OutputDiff, Tolerance, Tolerances, compare_arrays,
+    parse_tolerance_override, repeat_spread,
+)
+from bridge.errors import BridgeError
 
 META = dict(batch=2, output="y", runner="paddle_inference", reference="onnxruntime")
 
@@ -247,3 +253,197 @@ def test_accepts_lists_and_does_not_modify_inputs():
     np.testing.assert_array_equal(ref, ref_copy)
     np.testing.assert_array_equal(got, got_copy)
     assert cmp([1.0, 2.0], [1.0, 2.0]).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN/Inf are outside the tolerance model
+
+
+@pytest.mark.parametrize("got", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
+def test_nonfinite_where_reference_is_finite_fails_even_at_infinite_tolerance(got):
+    d = cmp(np.array([got, 1.0]), np.array([0.5, 1.0]), atol=np.inf, rtol=np.inf)
+    assert not d.passed and d.failed_elements == 1
+    assert d.nonfinite_mismatched == 1 and d.nonfinite_matched == 0
+    assert "NaN/Inf" in d.problem
+
+
+def test_matched_nonfinite_is_counted_not_hidden():
+    ref = np.array([np.nan, -np.inf, 1.0, np.inf], np.float32)
+    d = cmp(ref.copy(), ref, atol=0.0, rtol=0.0)
+    assert d.passed and d.nonfinite_matched == 3 and d.nonfinite_mismatched == 0
+    assert d.histogram.zero == 4 and d.histogram.nonfinite == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics: median, p99, cosine, histogram
+
+
+def test_quantiles_and_cosine_match_numpy():
+    rng = np.random.default_rng(7)
+    ref = rng.standard_normal(1000)
+    got = ref + rng.normal(scale=1e-3, size=ref.shape)
+    d = cmp(got, ref)
+    diff = np.abs(got - ref)
+    assert d.median_abs_diff == pytest.approx(np.median(diff), rel=1e-12)
+    assert d.p99_abs_diff == pytest.approx(np.percentile(diff, 99), rel=1e-12)
+    assert d.cosine_similarity == pytest.approx(np.dot(got, ref) / np.linalg.norm(got) / np.linalg.norm(ref), rel=1e-12)
+    assert d.median_abs_diff <= d.p99_abs_diff <= d.max_abs_diff
+
+
+def test_p99_with_nonfinite_mismatches_is_inf_and_median_finite():
+    ref = np.arange(100, dtype=np.float64)
+    got = ref.copy()
+    got[:2] = np.nan  # 2% of the elements: past the 99th percentile
+    d = cmp(got, ref)
+    assert d.p99_abs_diff == np.inf and d.median_abs_diff == 0.0
+    assert d.cosine_similarity == pytest.approx(1.0)  # over the 98 elements finite on both sides
+
+
+def test_quantile_on_a_finite_element_next_to_inf_is_that_element():
+    # 101 elements: the 99th percentile lands exactly on index 99, a finite 0, with one inf above.
+    got = np.zeros(101)
+    got[-1] = np.inf
+    d = cmp(got, np.zeros(101))
+    assert d.p99_abs_diff == 0.0 and d.max_abs_diff == np.inf
+
+
+@pytest.mark.parametrize(
+    "got, ref, cosine",
+    [
+        pytest.param([0.0, 0.0], [0.0, 0.0], 1.0, id="both-zero"),
+        pytest.param([0.0, 0.0], [1.0, 0.0], 0.0, id="one-zero"),
+        pytest.param([-1.0, -2.0], [1.0, 2.0], -1.0, id="opposite"),
+        pytest.param([1e300, 1e300], [1e300, 1e300], 1.0, id="no-overflow"),
+    ],
+)
+def test_cosine_edge_cases(got, ref, cosine):
+    assert cmp(np.array(got), np.array(ref), atol=np.inf).cosine_similarity == pytest.approx(cosine)
+
+
+def test_histogram_bins_by_decade():
+    ref = np.zeros(7)
+    got = np.array([0.0, 1e-12, 5e-10, 1e-9, 3e-6, 20.0, np.nan])
+    h = cmp(got, ref).histogram
+    assert h.edges == list(HIST_EDGES) and len(h.counts) == len(HIST_EDGES) + 1
+    assert h.zero == 1 and h.nonfinite == 1 and h.total == 7
+    assert h.counts[0] == 1  # below 1e-10
+    assert h.counts[1] == 1  # [1e-10, 1e-9)
+    assert h.counts[2] == 1  # [1e-9, 1e-8): the edge itself goes up
+    assert h.counts[HIST_EDGES.index(1e-6) + 1] == 1  # 3e-6 in [1e-6, 1e-5)
+    assert h.counts[-1] == 1  # >= 10
+    assert ErrorHistogram.from_json(asdict(h)).add(h).total == 14
+
+
+# ---------------------------------------------------------------------------------------------
+# tolerances: defaults, per-output overrides, parsing
+
+
+def test_per_output_override_and_default():
+    tols = Tolerances(Tolerance(1e-5, 1e-4), {"logits": Tolerance(1e-3, 0.0)})
+    assert tols.for_output("logits") == Tolerance(1e-3, 0.0)
+    assert tols.for_output("other") == Tolerance(1e-5, 1e-4)
+    tols.check_outputs(["logits", "other"])
+    with pytest.raises(BridgeError, match="no output 'logits'"):
+        tols.check_outputs(["other"])
+    assert tols.to_json()["per_output"] == {"logits": {"atol": 1e-3, "rtol": 0.0}}
+    assert "atol and" in tols.to_json()["rule"]
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("logits=1e-4,1e-3", ("logits", Tolerance(1e-4, 1e-3))),
+        ("a=b=0,0.5", ("a=b", Tolerance(0.0, 0.5))),  # the last '=' splits
+    ],
+)
+def test_parse_override(text, parsed):
+    assert parse_tolerance_override(text) == parsed
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("logits", "expected OUTPUT=ATOL,RTOL"),
+        ("logits=1e-4", "expected OUTPUT=ATOL,RTOL"),
+        ("=1e-4,1e-3", "expected OUTPUT=ATOL,RTOL"),
+        ("logits=x,1e-3", "must be numbers"),
+        ("logits=-1,0", "finite number >= 0"),
+        ("logits=nan,0", "finite number >= 0"),
+    ],
+)
+def test_parse_override_refuses(text, message):
+    with pytest.raises(BridgeError, match=message):
+        parse_tolerance_override(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# the noise floor
+
+
+def test_repeat_spread():
+    first = {"y": np.array([1.0, np.nan, 3.0]), "i": np.array([1, 2])}
+    same = {"y": np.array([1.0, np.nan, 3.0]), "i": np.array([1, 2])}
+    jitter = {"y": np.array([1.0, np.nan, 3.0 + 2e-6]), "i": np.array([1, 2])}
+    assert repeat_spread([first, same]) == {"y": 0.0, "i": 0.0}
+    assert repeat_spread([first, same, jitter])["y"] == pytest.approx(2e-6)
+    assert repeat_spread([first, {"y": np.array([1.0, 2.0, 3.0]), "i": np.array([1, 2])}])["y"] == np.inf
+    assert repeat_spread([first, {"y": np.zeros(2), "i": np.array([1, 2])}])["y"] == np.inf
+
+
+class _Jittery:
+    """A reference whose every run differs from the last by ``step`` (a GPU reduction order)."""
+
+    def __init__(self, value: np.ndarray, step: float):
+        self.value, self.step, self.calls = value, step, 0
+
+    def run(self, feeds):
+        self.calls += 1
+        return {"y": self.value + self.step * self.calls}
+
+
+class _Fixed:
+    def __init__(self, value):
+        self.value = value
+
+    def run(self, feeds):
+        return {"y": self.value.copy()}
+
+
+def test_validate_reports_the_noise_floor_beside_every_diff():
+    from bridge.stages import validate as validate_stage
+
+    value = np.linspace(-1, 1, 12).reshape(3, 4)
+    ref = _Jittery(value, 3e-5)
+    report = validate_stage.run({"onnxruntime": ref, "paddle_inference": _Fixed(value)}, ["onnxruntime"],
+                                {1: {"x": np.zeros(1)}, 2: {"x": np.zeros(2)}}, noise_runs=3)
+    assert ref.calls == 6  # 3 runs per batch
+    assert [n.max_abs_spread for n in report.noise] == [pytest.approx(6e-5)] * 2
+    assert all(d.noise_floor == pytest.approx(6e-5) for d in report.diffs)
+    assert any("noise floor" in n and "more than atol" in n for n in report.notes)
+    j = report.to_json()
+    assert j["noise_floor"]["runs"] == 3 and j["noise_floor"]["max_abs_spread"] == pytest.approx(6e-5)
+    assert "noise" in report.render() and "6.00e-05" in report.render()
+
+    quiet = validate_stage.run({"onnxruntime": _Fixed(value), "paddle_inference": _Fixed(value)}, ["onnxruntime"],
+                               {1: {"x": np.zeros(1)}}, noise_runs=1)
+    assert quiet.noise == [] and quiet.diffs[0].noise_floor is None and "not measured" in quiet.render()
+
+
+def test_validate_applies_per_output_tolerances():
+    from bridge.stages import validate as validate_stage
+
+    class Two:
+        def __init__(self, offset):
+            self.offset = offset
+
+        def run(self, feeds):
+            return {"a": np.ones(4) + self.offset, "b": np.ones(4) + self.offset}
+
+    tols = Tolerances(Tolerance(1e-5, 0.0), {"b": Tolerance(1e-2, 0.0)})
+    report = validate_stage.run({"onnxruntime": Two(0.0), "paddle_inference": Two(1e-3)}, ["onnxruntime"],
+                                {1: {}}, tolerances=tols, noise_runs=1)
+    by_output = {d.output: d for d in report.diffs}
+    assert not by_output["a"].passed and by_output["b"].passed
+    assert (by_output["b"].atol, by_output["a"].atol) == (1e-2, 1e-5)
+    assert report.to_json()["tolerance"]["per_output"] == {"b": {"atol": 1e-2, "rtol": 0.0}}
+    assert "1 output(s) with their own" in report.summary()
