@@ -251,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
     val.add_argument("--tol", action="append", metavar="OUTPUT=ATOL,RTOL",
                      help="this output's own tolerances, e.g. logits=1e-4,1e-3 (repeatable)")
-    val.add_argument("--noise-runs", type=int, default=3,
-                     help="runs of each reference on the same inputs for the noise floor (default 3; 1: off)")
+    val.add_argument("--noise-runs", type=int, default=2,
+                     help="runs of each reference on the same inputs for the noise floor (default 2; 1: off)")
     val.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and Paddle Inference")
     val.add_argument("--inputs", metavar="FILE.npz", default=None,
                      help="feed these arrays (one per model input, any batch) instead of seeded random inputs")

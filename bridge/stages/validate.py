@@ -16,7 +16,7 @@ from bridge.runners import Runner
 
 # Runs of each reference runner on the same input, for the noise floor (the first is the run
 # the diffs use; the others only measure how far the reference repeats itself).
-NOISE_RUNS = 3
+NOISE_RUNS = 2
 
 
 # The pipeline's stages and the runner that runs each one's artifact, in order.
