@@ -92,11 +92,14 @@ def load_data_sets(model, model_dir: Path) -> list[tuple[list[Any], list[Any]]]:
 
 
 def _as_numpy(value):
-    """Node cases give some tensors as TensorProto (bfloat16, float8, ...)."""
+    """Node cases give some tensors as TensorProto (bfloat16, float8, ...), and rank-0 ones,
+    inputs and expected outputs alike, as numpy scalars (``np.float32(1.0)``): a 0-d array."""
     import onnx
     from onnx import numpy_helper
 
-    return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return np.asarray(value) if isinstance(value, np.generic) else value
 
 
 def _first_line(exc: BaseException, work: Path) -> str:
@@ -210,7 +213,8 @@ def run_case(payload: CasePayload, work: Path) -> CaseOutcome:
     input_names = [s["name"] for s in manifest["inputs"]]
     outcome.status = "run_fail"
     try:
-        runner = PaddleInferenceRunner(out / "paddle", conv["paddle_inputs"], conv["paddle_outputs"], threads=1)
+        runner = PaddleInferenceRunner(out / "paddle", conv["paddle_inputs"], conv["paddle_outputs"], threads=1,
+                                       rank0_outputs=conv.get("rank0_outputs", ()))
         results = []
         for inputs, _ in data_sets:
             odd = next((n for n, v in zip(input_names, inputs) if not isinstance(v, np.ndarray)), None)
@@ -223,6 +227,9 @@ def run_case(payload: CasePayload, work: Path) -> CaseOutcome:
         outcome.error = f"{type(exc).__name__}: {_first_line(exc, work)}"
         return outcome
     outcome.status = "pass"
+    if runner.reshaped_outputs:
+        outcome.notes.append(f"rank-0 output(s) {', '.join(sorted(runner.reshaped_outputs))} came back as "
+                             "shape [1]; compared as rank 0")
     for index, ((_, expected), got) in enumerate(zip(data_sets, results)):
         problem, worst = compare_outputs(got, expected, manifest["output_names"], index)
         if worst is not None:

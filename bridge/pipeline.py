@@ -204,6 +204,7 @@ def step_convert(work: Path) -> str:
     manifest.record_stage(
         "convert", seconds=seconds, inputs=_convert_reads(work), outputs=[PADDLE_DIR],
         paddle_inputs=result.inputs, paddle_outputs=result.outputs,
+        unused_inputs=result.unused_inputs, rank0_outputs=result.rank0_outputs,
         x2paddle_opset=result.x2paddle_opset, relocated_paths=result.relocated_paths,
         notes=result.notes, log=str(log.relative_to(work)),
         inference_settings={"chosen": settings["chosen"], "tried": settings["tried"]},
@@ -358,14 +359,17 @@ def _build_runners(work: Path, manifest: Manifest, device: str, threads: int | N
     r.check_device(device, frameworks)
     onnx_path = require_artifact(work, PATCHED_ONNX, "patch")
     paddle_dir = require_artifact(work, PADDLE_DIR, "convert")
-    inputs = {name: conv["paddle_inputs"][name] for name in input_names}
+    # The inputs the Paddle model takes, in its order (X2Paddle drops unread ones: unused_inputs).
+    inputs = {name: paddle_name for name, paddle_name in conv["paddle_inputs"].items() if name in input_names}
+    rank0 = conv.get("rank0_outputs", [])
     # Built first: loading its params briefly holds them twice, better before the other
     # runners hold theirs (a model of several GB).
-    dygraph = r.PaddleDygraphRunner(paddle_dir, inputs, conv["paddle_outputs"], device)
+    dygraph = r.PaddleDygraphRunner(paddle_dir, inputs, conv["paddle_outputs"], device, rank0_outputs=rank0)
     if torch_module is not None:
         built["torch"] = r.TorchRunner(torch_module, input_names, output_names, device)
     built["onnxruntime"] = r.OrtRunner(onnx_path, device, threads)
-    built["paddle_inference"] = r.PaddleInferenceRunner(paddle_dir, inputs, conv["paddle_outputs"], device, threads)
+    built["paddle_inference"] = r.PaddleInferenceRunner(paddle_dir, inputs, conv["paddle_outputs"], device, threads,
+                                                        rank0_outputs=rank0)
     built["paddle_dygraph"] = dygraph
     return built
 
@@ -448,7 +452,9 @@ def _validate(work: Path, *, device, batch_sizes, atol, rtol, threads, layerwise
     with capture_fds(work / LOGS_DIR / "validate.log"):
         runners = _build_runners(work, manifest, device, threads, notes)
         stage_runners, stage_errors = _build_stage_runners(work, device, threads)
-        feeds = {b: export_stage.random_inputs(specs, batch=b, seed=b) for b in batch_sizes}
+        # A static batch: the example shapes as they are (inputs' first dims may differ).
+        dynamic = manifest.data.get("dynamic_batch", True)
+        feeds = {b: export_stage.random_inputs(specs, batch=b if dynamic else None, seed=b) for b in batch_sizes}
         if given is not None:
             feeds = {batch_sizes[0]: given}
         report = validate_stage.run(

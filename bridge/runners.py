@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
@@ -67,7 +68,7 @@ class TorchRunner:
         from bridge.stages.export import flatten_outputs
 
         torch = self._torch
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
+        args = [torch.from_numpy(_contiguous(feeds[n])).to(self.device) for n in self.input_names]
         with torch.no_grad():
             outs = flatten_outputs(self.module(*args))
         return {n: t.detach().cpu().numpy() for n, (_, t) in zip(self.output_names, outs)}
@@ -131,7 +132,11 @@ class PaddleInferenceRunner:
     name = "paddle_inference"
 
     def __init__(self, paddle_dir: Path, inputs: dict[str, str], output_names: list[str],
-                 device: str = "cpu", threads: int | None = None, settings: dict | None = None):
+                 device: str = "cpu", threads: int | None = None, settings: dict | None = None,
+                 rank0_outputs: Collection[str] = ()):
+        """``inputs``: the ONNX inputs the Paddle model takes (ONNX name -> Paddle name); a
+        feed for any other input is not fed. ``rank0_outputs``: outputs the ONNX graph declares
+        rank 0, given back 0-d where Paddle returns them as shape [1] (``reshaped_outputs``)."""
         from paddle import inference
 
         self.predictor = inference.create_predictor(
@@ -139,6 +144,8 @@ class PaddleInferenceRunner:
         )
         self.inputs = inputs
         self.output_names = output_names
+        self.rank0_outputs = frozenset(rank0_outputs)
+        self.reshaped_outputs: set[str] = set()  # rank-0 outputs Paddle gave as [1], reshaped
         missing = sorted(set(inputs.values()) - set(self.predictor.get_input_names()))
         if missing:
             raise BridgeError(f"{paddle_dir}: inference model has no input {missing[0]!r}")
@@ -146,12 +153,30 @@ class PaddleInferenceRunner:
     def run(self, feeds):
         for onnx_name, paddle_name in self.inputs.items():
             handle = self.predictor.get_input_handle(paddle_name)
-            value = np.ascontiguousarray(feeds[onnx_name])
+            value = _contiguous(feeds[onnx_name])  # 0-d: handle.reshape([]) takes it
             handle.reshape(value.shape)
             handle.copy_from_cpu(value)
         self.predictor.run()
         fetch = self.predictor.get_output_names()
-        return {n: self.predictor.get_output_handle(f).copy_to_cpu() for n, f in zip(self.output_names, fetch)}
+        outs = {n: self.predictor.get_output_handle(f).copy_to_cpu() for n, f in zip(self.output_names, fetch)}
+        return _rank0_as_declared(outs, self.rank0_outputs, self.reshaped_outputs)
+
+
+def _contiguous(value) -> np.ndarray:
+    """A C-contiguous array of ``value``; unlike ``np.ascontiguousarray``, a 0-d value stays
+    0-d (Paddle and torch take 0-d tensors: a scalar stays a scalar through the model)."""
+    return np.asarray(value, order="C")
+
+
+def _rank0_as_declared(outs: dict[str, np.ndarray], rank0: frozenset[str], reshaped: set[str]) -> dict[str, np.ndarray]:
+    """Outputs in ``rank0`` (declared rank 0 by the ONNX graph) that came back as shape [1],
+    reshaped to 0-d and their names added to ``reshaped``. X2Paddle's code writes some
+    scalars as [1]; only that exact case is reshaped: any other shape is a real mismatch."""
+    for name in rank0 & outs.keys():
+        if outs[name].shape == (1,):
+            outs[name] = outs[name].reshape(())
+            reshaped.add(name)
+    return outs
 
 
 def load_generated_module(code_path: Path):
@@ -171,7 +196,8 @@ class PaddleDygraphRunner:
     name = "paddle_dygraph"
 
     def __init__(self, paddle_dir: Path, inputs: dict[str, str], output_names: list[str],
-                 device: str = "cpu", model_class: str = "ONNXModel"):
+                 device: str = "cpu", model_class: str = "ONNXModel", rank0_outputs: Collection[str] = ()):
+        """As ``PaddleInferenceRunner``: ``inputs`` in the order ``forward`` takes them."""
         import paddle
 
         self._paddle = paddle
@@ -185,12 +211,15 @@ class PaddleDygraphRunner:
         self.model.eval()
         self.inputs = inputs
         self.output_names = output_names
+        self.rank0_outputs = frozenset(rank0_outputs)
+        self.reshaped_outputs: set[str] = set()
 
     def run(self, feeds):
         paddle = self._paddle
-        args = [paddle.to_tensor(np.ascontiguousarray(feeds[n])) for n in self.inputs]
+        args = [paddle.to_tensor(_contiguous(feeds[n])) for n in self.inputs]
         with paddle.no_grad():
             outs = self.model(*args)
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
-        return {n: t.numpy() for n, t in zip(self.output_names, outs)}
+        outs = {n: t.numpy() for n, t in zip(self.output_names, outs)}
+        return _rank0_as_declared(outs, self.rank0_outputs, self.reshaped_outputs)

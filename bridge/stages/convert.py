@@ -8,6 +8,7 @@ throwaway process).
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import json
@@ -40,11 +41,34 @@ def x2paddle_name(onnx_name: str) -> str:
 
 @dataclass
 class ConvertResult:
-    inputs: dict[str, str]  # ONNX input name -> X2Paddle/Paddle input name
+    # The ONNX inputs the Paddle model takes, in the order it takes them: ONNX input name ->
+    # X2Paddle/Paddle input name. X2Paddle drops a graph input its code never reads.
+    inputs: dict[str, str]
     outputs: list[str]  # ONNX output names, in the order Paddle returns them
     x2paddle_opset: int
     relocated_paths: int
     notes: list[str] = field(default_factory=list)
+    unused_inputs: list[str] = field(default_factory=list)  # graph inputs the Paddle model does not take
+    rank0_outputs: list[str] = field(default_factory=list)  # outputs the ONNX graph declares rank 0
+
+
+def paddle_input_names(code_path: Path) -> list[str]:
+    """The inputs of X2Paddle's model: the arguments of the generated ``ONNXModel.forward``.
+    X2Paddle writes them and the inference model's feeds (``dygraph2static``'s InputSpecs)
+    from the same list, ``PaddleGraph.inputs``, which leaves out a graph input no layer reads
+    (CastLike's ``like`` once castlike_to_cast made it a Cast, Pad's constant ``value``)."""
+    tree = ast.parse(code_path.read_text(), str(code_path))
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef) and cls.name == MODEL_CLASS:
+            for fn in cls.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "forward":
+                    return [a.arg for a in fn.args.args[1:]]
+    raise BridgeError(f"{code_path}: X2Paddle wrote no {MODEL_CLASS}.forward")
+
+
+def _declared_rank0(output) -> bool:
+    tensor = output.type.tensor_type
+    return output.type.HasField("tensor_type") and tensor.HasField("shape") and not tensor.shape.dim
 
 
 @functools.lru_cache(maxsize=None)
@@ -210,7 +234,7 @@ def _convert_in_child(onnx_in: Path, tmp: Path, log_path: Path, timeout: float) 
 def run(onnx_in: Path, paddle_dir: Path, log_path: Path, timeout: float = 1800) -> ConvertResult:
     """Convert ``onnx_in`` into ``paddle_dir`` (atomically) in a child process (in this one
     inside ``x2paddle_in_this_process()``); its output goes to ``log_path``."""
-    model = load_onnx(onnx_in)
+    model = load_onnx(onnx_in, weights=False)  # the graph only: X2Paddle reads the weights itself
     check_supported(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,9 +249,19 @@ def run(onnx_in: Path, paddle_dir: Path, log_path: Path, timeout: float = 1800) 
             raise BridgeError(f"{onnx_in}: X2Paddle wrote no {', '.join(missing)} (log: {log_path})")
         relocated = x2paddle_shims.relocate_params_path(tmp / CODE_FILE)
         shutil.rmtree(tmp / "__pycache__", ignore_errors=True)
-    inputs = {g.name: x2paddle_name(g.name) for g in graph_inputs(model)}
+    by_paddle_name = {x2paddle_name(g.name): g.name for g in graph_inputs(model)}
+    taken = paddle_input_names(paddle_dir / CODE_FILE)
+    strange = [name for name in taken if name not in by_paddle_name]
+    if strange:
+        raise BridgeError(f"{onnx_in}: X2Paddle's model takes an input {strange[0]!r} that is no graph input")
+    inputs = {by_paddle_name[name]: name for name in taken}
+    unused = [name for name in by_paddle_name.values() if name not in inputs]
     notes = [] if opset in X2PADDLE_OPSETS else [f"opset {opset} converted with X2Paddle's nearest mapper"]
-    return ConvertResult(inputs, [o.name for o in model.graph.output], opset, relocated, notes)
+    if unused:
+        notes.append(f"graph input(s) {', '.join(unused)} unused by the converted model (X2Paddle drops an "
+                     "input no layer reads): the Paddle model does not take them")
+    rank0 = [o.name for o in model.graph.output if _declared_rank0(o)]
+    return ConvertResult(inputs, [o.name for o in model.graph.output], opset, relocated, notes, unused, rank0)
 
 
 if __name__ == "__main__":
