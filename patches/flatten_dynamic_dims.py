@@ -40,6 +40,10 @@ class FlattenDynamicDims(Patch):
             return MatchResult.fail("every dim is static: X2Paddle's product is right")
         if len(dynamic) > 1:
             return MatchResult.fail(f"{len(dynamic)} dynamic dims: one -1 cannot stand for them")
+        if 0 in shape:
+            # Reshape cannot infer -1 beside a zero-sized group ("Invalid Target shape product of
+            # 0"; found by tests/test_fuzz_patches.py); the tensor is empty anyway
+            return MatchResult.fail("a static dim is 0: Reshape cannot infer -1 beside it")
         if shape[:axis] == dynamic or shape[axis:] == dynamic:
             return MatchResult.fail("the dynamic dim is alone in its group: X2Paddle's product is -1, which is right")
         return MATCH
