@@ -228,6 +228,13 @@ KNOWN_GAPS = {
                     "is a graph input, or Identity(input) -> like): X2Paddle drops it, the convert stage "
                     "still lists it, and PaddleInferenceRunner stops with \"inference model has no input "
                     "'x2paddle_like'\" (or Paddle's save refuses a feed 'not involved in the target_vars')",
+    "resize_nearest": "found by make fuzz: Resize nearest, asymmetric, scales [1, 1, 1.5, 3] on [1, 3, 1, 5] "
+                      "(opset 11) converts and runs, but Paddle differs from ORT (12 of 45 elements, max abs "
+                      "3.6); the doctor does not flag it; resize_half_pixel does not touch nearest. The "
+                      "Paddle resize strategy is linear only",
+    "castlike_computed": "found by make fuzz: CastLike whose 'like' is Identity(graph input): after "
+                         "castlike_to_cast that input feeds nothing but a dangling Identity, and Paddle's "
+                         "save refuses it ('The feed_var ... is not involved in the target_vars calculation')",
     "resize_sizes": "found by make fuzz, not diagnosed, no fixed example yet: Resize linear with constant "
                     "sizes [2, 2, 6, 3] on [2, 2, 5, 1] (opset 13) converts, but Paddle Inference stops with "
                     "oneDNN 'ConvertPirAttribute2RuntimeAttribute not support' even with the settings "
@@ -565,7 +572,7 @@ def test_flatten_dynamic_dims_paddle(case: Case):
 def resize_cases(draw, paddle: bool = False) -> Case:
     opset = draw(st.sampled_from([11, 13]))
     # weighted towards the patch's case: linear with half_pixel (explicit or the default)
-    mode = draw(st.sampled_from(["linear"] * 6 + ["nearest", "cubic"]))
+    mode = draw(st.sampled_from(["linear"] * 6 + ([] if paddle else ["nearest", "cubic"])))  # KNOWN_GAPS["resize_nearest"]
     coords = draw(st.sampled_from([None, "half_pixel"] * 3 + ["pytorch_half_pixel", "align_corners", "asymmetric"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     spatial = st.integers(2, 6) | st.just(1)  # length 1: where the two modes differ
