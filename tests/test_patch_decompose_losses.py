@@ -71,3 +71,51 @@ def test_declines_dynamic_class_dim_and_dynamic_mean():
         ("dyn_c", "class dim of 'x' not static (shape ['N', 'C'])"),
         ("dyn_n", "reduced dims ['N', 4] not static (needed for a sum at opset 22)"),
     ]
+
+
+def sce_model(opset: int) -> onnx.ModelProto:
+    return parse_model(f"""
+        <ir_version: 10, opset_import: ["" : {opset}]>
+        g (float[3, 5, 2] x, int64[3, 2] t, float[5] w, float[4, 5] x2, int64[4] t2)
+          => (float[3, 2] none, float[3, 5, 2] log_prob, float mean_w_ii, float total) {{
+            none, log_prob = SoftmaxCrossEntropyLoss <reduction = "none"> (x, t)
+            mean_w_ii = SoftmaxCrossEntropyLoss <ignore_index = 1> (x, t, w)
+            total = SoftmaxCrossEntropyLoss <reduction = "sum"> (x2, t2)
+        }}""")
+
+
+# 13: LogSoftmax over axis 1 directly; 12: C moved last (LogSoftmax flattens after its axis there)
+@pytest.mark.parametrize("opset", [13, 12])
+def test_softmax_cross_entropy_converts_after_decomposition(tmp_path, opset):
+    model, inputs = sce_model(opset), feeds()
+    inputs["x2"] = RNG.standard_normal((4, 5)).astype(np.float32)
+    inputs["t2"] = RNG.integers(0, 5, 4).astype(np.int64)
+    with pytest.raises(UnsupportedModel, match="no mapping for op type SoftmaxCrossEntropyLoss"):
+        convert_and_run_paddle(model, inputs, tmp_path / "unpatched")
+
+    patched, report = apply_patches(model, LOSS_PATCHES)
+    assert report.fired_counts() == {"decompose_softmax_cross_entropy_loss": 3, "decompose_nll_loss": 3}
+    assert {n.op_type for n in patched.graph.node} <= mapped_op_types(opset)
+    onnx.checker.check_model(patched, full_check=True)
+    before = run_ort(model, inputs, tmp_path)
+    after = run_ort(patched, inputs, tmp_path)
+    for name in before:
+        assert after[name].shape == before[name].shape, name
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+    got = convert_and_run_paddle(patched, inputs, tmp_path / "patched")
+    for name in before:
+        assert got[name].shape == before[name].shape, name
+        np.testing.assert_allclose(got[name], before[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_softmax_cross_entropy_declines_what_nll_would():
+    model = parse_model("""
+        <ir_version: 10, opset_import: ["" : 22]>
+        g (float[N, C] x, int64[N] t) => (float[N] a) {
+            [dyn_c] a = SoftmaxCrossEntropyLoss <reduction = "none"> (x, t)
+        }""")
+    patched, report = apply_patches(model, LOSS_PATCHES)
+    assert report.fired == []
+    assert [n.op_type for n in patched.graph.node] == ["SoftmaxCrossEntropyLoss"]  # no NLL left behind
+    assert [(d.node, d.reason) for d in report.declined] == [("dyn_c", "class dim of 'x' not static (shape ['N', 'C'])")]
