@@ -16,6 +16,7 @@ from bridge.patches._base import (
     count_diff,
     op_counts,
 )
+from bridge.patches.cast_unsupported_dtypes import CastUnsupportedDtypes
 from bridge.patches.castlike_to_cast import CastLikeToCast
 from bridge.patches.constant_infinity import ConstantInfinity
 from bridge.patches.decompose_activations import ACTIVATION_PATCHES
@@ -54,6 +55,9 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     *NORMALIZATION_PATCHES,
     *INDEXING_PATCHES,
     *LOSS_PATCHES,
+    # After the decompositions, which may write comparisons of their own: int16/uint16
+    # comparisons on int32 copies (Paddle has no kernels for them).
+    CastUnsupportedDtypes(),
     # Last: it lowers the model to opset 15 once every node has an opset-15 form, which the
     # decompositions above can create (ops newer than 15 gone) and whose forms (ReduceMean
     # with an axes input at 18+) it rewrites.
