@@ -244,6 +244,12 @@ def _linear_time():
     return x2paddle_linear_time
 
 
+def _mappers_math():
+    from bridge.patches import x2paddle_mappers_math
+
+    return x2paddle_mappers_math
+
+
 @dataclass(frozen=True)
 class Shim:
     name: str
@@ -263,6 +269,8 @@ SHIMS: tuple[Shim, ...] = (
     Shim("decoder_streams_weights", decoder_streams_weights),
     Shim("release_weights_after_dump", release_weights_after_dump),
     Shim("reduce_sum_keepdims", reduce_sum_keepdims),
+    # Mappers X2Paddle lacks for ops Paddle has (patches/x2paddle_mappers_math.py).
+    Shim("mappers_math", lambda: _mappers_math().install()),
 )
 
 _installed = False
