@@ -32,6 +32,7 @@ from bridge.patches.maxpool_unbatched import MaxPoolUnbatched
 from bridge.patches.opset_fit import OpsetFit
 from bridge.patches.pool_default_strides import PoolDefaultStrides
 from bridge.patches.resize_half_pixel import ResizeHalfPixel
+from bridge.patches.softmax_default_axis import SoftmaxDefaultAxis
 
 DEFAULT_PATCHES: tuple[Patch, ...] = (
     # First: it makes the graph valid ONNX again (it keeps the pool's other attributes,
@@ -40,6 +41,7 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     # After maxpool_unbatched, which can leave all-ones dilations on the rewritten pool.
     DropUnitDilations(),
     PoolDefaultStrides(),
+    SoftmaxDefaultAxis(),
     # The rest touch disjoint op types and do not depend on each other's output.
     LstmInitialStates(),
     GruUnroll(),
