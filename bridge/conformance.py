@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bridge.conformance_case import CODE_FILE, OUTCOME_FILE, PAYLOAD_FILE, CasePayload
+from bridge.conformance_limits import apply_limits
 from bridge.conformance_server import CaseServer, ServerError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,7 +278,8 @@ def run_case(case: Case, server: CaseServer, timeout: float, keep: Path | None =
         shutil.rmtree(work, ignore_errors=True)
     record.setdefault("error", None)
     record.setdefault("max_abs_diff", None)
-    return record
+    # A failure bridge cannot fix (bridge.conformance_limits) is unsupported, with its reason.
+    return apply_limits(record)
 
 
 def signal_name(code: int) -> str:
