@@ -2,7 +2,7 @@
 through the real machinery: a fork server per job, one forked process per case, bridge's ONNX
 path, Paddle Inference.
 
-test_relu passes; test_atan is refused (X2Paddle 1.6.0 maps no Atan, and no patch decomposes it);
+test_relu passes; test_scan_sum is refused (X2Paddle 1.6.0 maps no Scan, and no patch or shim adds it);
 test_argmax_default_axis_example converts and runs but keeps the wrong axis (output shape
 [1, 1] where ONNX says [1, 2]). A segfault, a dying server and a hang are provoked on purpose,
 in cases run by ``_stand_in_case`` under a server that imports only this module.
@@ -29,7 +29,7 @@ from bridge.conformance_report import failure_reason
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {
     "test_relu": ("Relu", "pass"),
-    "test_atan": ("Atan", "unsupported"),
+    "test_scan_sum": ("Scan", "unsupported"),
     "test_argmax_default_axis_example": ("ArgMax", "mismatch"),
     # Listed in bridge/conformance_limits.py: run, fails, reported unsupported with the reason.
     "test_add_uint32": ("Add", "unsupported"),
@@ -63,7 +63,7 @@ def test_each_case_gets_its_status(first_run):
         assert record["suite_cases"] > 1800  # onnx 1.23.2 has 1,884 node cases
         assert re.fullmatch(r"[0-9a-f]{12}", record["bridge_modules"])
     assert records["test_relu"]["error"] is None and records["test_relu"]["max_abs_diff"] <= 1e-4
-    assert "no mapping for op type Atan" in records["test_atan"]["error"]
+    assert "no mapping for op type Scan" in records["test_scan_sum"]["error"]
     assert records["test_argmax_default_axis_example"]["error"] == "output 'result': shape [1, 1] != [1, 2]"
     limited = records["test_add_uint32"]
     assert limited["failed_as"] == "convert_fail" and "uint32" in limited["error"]
@@ -83,10 +83,10 @@ def test_readme_is_regenerated_from_results(first_run):
     _, out = first_run
     readme = (out / "README.md").read_text()
     assert "| Relu | 1 | 1 | node |  |" in readme
-    assert "| Atan | 1 | 0 | node | unsupported: X2Paddle 1.6.0 has no mapping for op type Atan (N node(s)) (1) |" in readme
-    assert "| node | 1884 | 3 | 1 | 0.1% | 33.3% | 1 | 0 | 0 | 1 | 0 | 0 | 320 / 1884 | - |" in readme
+    assert "| Scan | 1 | 0 | node | unsupported: X2Paddle 1.6.0 has no mapping for op type Scan (N node(s)) (1) |" in readme
+    assert "| node | 1884 | 4 | 1 | 0.1% | 25.0% | 1 | 0 | 0 | 2 | 0 | 0 | 320 / 1884 | - |" in readme
     assert "3 cases, 3 of the 1884 node cases" in readme
-    assert "## Op types X2Paddle 1.6.0 does not map (cases refused)\n\nAtan (1)\n" in readme
+    assert "## Op types X2Paddle 1.6.0 does not map (cases refused)\n\nScan (1)\n" in readme
     assert re.search(r"this harness left out\): `[0-9a-f]{12}` \(3 cases\)\.\n", readme)
 
     # A later record of a case wins; a line cut short by a kill is skipped; the hand edit goes.
