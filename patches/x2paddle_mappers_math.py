@@ -93,11 +93,21 @@ def bit_shift(self, node) -> None:
 # --------------------------------------------------------------------------- reductions
 
 
-def _reduce_axes(self, node) -> list[int] | None:
-    """ONNX's axes: the attribute (opsets < 18) or the constant second input (>= 18)."""
+def _reduce_axes(self, node) -> list[int] | str | None:
+    """ONNX's axes: the attribute (opsets < 18) or the second input (>= 18), as a list when
+    constant, else the name of the tensor (Paddle 3's reductions read a tensor ``axis`` at
+    run time, as an IntArray)."""
+    from x2paddle.op_mapper.onnx2paddle.opset_legacy import _const_weight_or_none
+
     axes = node.get_attr("axes")
     if len(node.inputs) > 1:
-        axes = _const_input(self, node, 1, "axes")
+        source = _input(self, node, 1)
+        axes = _const_weight_or_none(source)
+        if axes is None:
+            if node.get_attr("noop_with_empty_axes", 0):
+                raise ValueError(f"{node.layer_type} axes {source.name!r} is computed, with "
+                                 "noop_with_empty_axes=1: whether it reduces is only known at run time")
+            return source.name
     return None if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
 
 
@@ -111,11 +121,16 @@ def _reduce(head: str | None, kernel: str, tail: str | None) -> Callable:
         if head is not None:
             val = _add(self, head, {"x": val}, node.name + "_head")
         axes = _reduce_axes(self, node)
-        if not axes and node.get_attr("noop_with_empty_axes", 0):
+        keepdim = bool(node.get_attr("keepdims", 1))
+        out = node.name + ("_reduced" if tail else "")
+        if isinstance(axes, str):
+            if kernel != "paddle.sum":  # paddle.logsumexp with a tensor axis aborts the process (SIGABRT)
+                raise ValueError(f"{node.layer_type} axes {axes!r} is computed: {kernel} needs it constant")
+            reduced = _add(self, kernel, {"x": val, "axis": axes}, out, keepdim=keepdim)
+        elif not axes and node.get_attr("noop_with_empty_axes", 0):
             reduced = val
         else:
-            reduced = _add(self, kernel, {"x": val}, node.name + ("_reduced" if tail else ""),
-                           axis=axes or None, keepdim=bool(node.get_attr("keepdims", 1)))
+            reduced = _add(self, kernel, {"x": val}, out, axis=axes or None, keepdim=keepdim)
         if tail is not None or reduced != node.name:
             _add(self, tail or "paddle.assign", {"x": reduced}, node.name)
 

@@ -142,6 +142,8 @@ def test_reductions_axes_input_noop_and_windows(tmp_path):
         helper.make_node("ReduceSumSquare", ["x", "none"], ["ssq"], noop_with_empty_axes=1),
         helper.make_node("ReduceLogSum", ["x"], ["lsum"], noop_with_empty_axes=1),
         helper.make_node("ReduceLogSum", ["x", "axes"], ["lsum_keep"]),
+        helper.make_node("ReduceSumSquare", ["x", "a"], ["ssq_in"], keepdims=0),  # axes fed at run time
+        helper.make_node("ReduceLogSum", ["x", "a"], ["lsum_in"]),
         helper.make_node("HannWindow", ["n"], ["hann"]),
         helper.make_node("HammingWindow", ["n"], ["hamming"], periodic=0),
         helper.make_node("BlackmanWindow", ["n"], ["blackman"], output_datatype=TensorProto.DOUBLE),
@@ -152,16 +154,20 @@ def test_reductions_axes_input_noop_and_windows(tmp_path):
         helper.make_tensor_value_info("ssq", TensorProto.FLOAT, shape),
         helper.make_tensor_value_info("lsum", TensorProto.FLOAT, shape),
         helper.make_tensor_value_info("lsum_keep", TensorProto.FLOAT, [1, 3, 1]),
+        helper.make_tensor_value_info("lsum_in", TensorProto.FLOAT, [2, 1, 4]),
+        helper.make_tensor_value_info("ssq_in", TensorProto.FLOAT, [2, 4]),
         helper.make_tensor_value_info("hann", TensorProto.FLOAT, ["W"]),
         helper.make_tensor_value_info("hamming", TensorProto.FLOAT, ["W"]),
         helper.make_tensor_value_info("blackman", TensorProto.DOUBLE, ["W"]),
     ]
     graph = helper.make_graph(nodes, "reduce18", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape),
-                                                  helper.make_tensor_value_info("n", TensorProto.INT32, [])],
+                                                  helper.make_tensor_value_info("n", TensorProto.INT32, []),
+                                                  helper.make_tensor_value_info("a", TensorProto.INT64, [1])],
                               outputs, [axes, none])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    feeds = {"x": RNG.uniform(0.1, 2.0, shape).astype(np.float32), "n": np.array(10, np.int32)}
+    feeds = {"x": RNG.uniform(0.1, 2.0, shape).astype(np.float32), "n": np.array(10, np.int32),
+             "a": np.array([-2])}
     _check(model, feeds, tmp_path)
 
 
@@ -180,14 +186,15 @@ def test_cumprod_exclusive_reverse(tmp_path):
     _check(model, {"x": x}, tmp_path)
 
 
-def test_computed_axes_named(tmp_path):
-    """An axes input that is computed cannot become a Paddle attribute: the conversion fails
-    naming the node and the cause, not with X2Paddle's bare "convert failed"."""
+def test_computed_axes_with_noop_named(tmp_path):
+    """Computed axes with noop_with_empty_axes=1: whether the op reduces at all is only known
+    at run time; the conversion fails naming the node and the cause, not with X2Paddle's bare
+    "convert failed"."""
     model = parse_model("""
         <ir_version: 8, opset_import: ["" : 18]>
         g (float[2, 3] x, int64[1] a) => (float[2] y) {
-            y = ReduceSumSquare <keepdims = 0> (x, a)
+            y = ReduceSumSquare <keepdims = 0, noop_with_empty_axes = 1> (x, a)
         }""")
     with pytest.raises(UnsupportedModel, match=r"ReduceSumSquare.*X2Paddle failed to map it: ValueError: "
-                                                r"ReduceSumSquare axes .* is computed"):
+                                                r"ReduceSumSquare axes .* is computed, with noop_with_empty_axes=1"):
         convert_and_run_paddle(model, {"x": np.ones((2, 3), np.float32), "a": np.array([1])}, tmp_path)
