@@ -190,12 +190,8 @@ def _squeeze(view: GraphView, node) -> Iterator[Found]:
                f"axes {inputs[1]!r} is computed: X2Paddle then squeezes every size-1 axis")
 
 
-@rule("ReduceSum")
-def _reduce_sum(view: GraphView, node) -> Iterator[Found]:
-    inputs = present(node)
-    if len(inputs) > 1 and not view.is_constant(inputs[1]):
-        # ReduceSum: _const_weight_or_none(axes).shape; verified AttributeError
-        yield "reducesum_axes", NEEDS_CONSTANT_INPUT, "error", f"axes {inputs[1]!r} is computed: X2Paddle needs it constant"
+# ReduceSum with a computed axes input: X2Paddle's mapper fails (_const_weight_or_none(axes).shape);
+# bridge's reduce_sum_tensor_axes shim maps it (patches/x2paddle_mapper_fixes.py), so no rule.
 
 
 @rule("ReduceL1", "ReduceL2")

@@ -250,6 +250,12 @@ def _mappers_math():
     return x2paddle_mappers_math
 
 
+def _mapper_fixes():
+    from bridge.patches import x2paddle_mapper_fixes
+
+    return x2paddle_mapper_fixes
+
+
 @dataclass(frozen=True)
 class Shim:
     name: str
@@ -269,6 +275,9 @@ SHIMS: tuple[Shim, ...] = (
     Shim("decoder_streams_weights", decoder_streams_weights),
     Shim("release_weights_after_dump", release_weights_after_dump),
     Shim("reduce_sum_keepdims", reduce_sum_keepdims),
+    # Mapper bugs (patches/x2paddle_mapper_fixes.py); reduce_sum_tensor_axes wraps reduce_sum_keepdims.
+    Shim("reduce_tensor_axes", lambda: _mapper_fixes().reduce_tensor_axes()),
+    Shim("reduce_sum_tensor_axes", lambda: _mapper_fixes().reduce_sum_tensor_axes()),
     # Mappers X2Paddle lacks for ops Paddle has (patches/x2paddle_mappers_math.py).
     Shim("mappers_math", lambda: _mappers_math().install()),
 )

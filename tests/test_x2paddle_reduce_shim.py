@@ -85,16 +85,8 @@ def test_every_form_matches_onnx_runtime_with_the_shim(tmp_path, text):
         np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-def test_computed_axes_still_refused_naming_the_node(tmp_path):
-    """A computed axes input stays an error (bridge's doctor: reducesum_axes), now saying why."""
-    from bridge.errors import UnsupportedModel
-
-    model = parse_model("""
-        <ir_version: 8, opset_import: ["" : 13]>
-        g (float[N, 3] x, int64[1] a) => (float[N, 1] y) { y = ReduceSum (x, a) }
-    """)
-    with pytest.raises(UnsupportedModel, match=r"ReduceSum.*X2Paddle failed to map it: ValueError: .*computed"):
-        convert_stage.run(save(model, tmp_path / "m.onnx"), tmp_path / "paddle", tmp_path / "convert.log")
+# A computed axes input: refused by this shim's mapper, mapped by the reduce_sum_tensor_axes shim
+# that wraps it (tests/test_x2paddle_mapper_fixes.py shows both).
 
 
 def test_shim_is_idempotent():

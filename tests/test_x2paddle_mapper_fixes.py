@@ -1,0 +1,143 @@
+"""The mapper fixes (bridge.patches.x2paddle_mapper_fixes), registered as X2Paddle shims.
+
+Per fix: a tiny graph that X2Paddle 1.6.0 fails on without it (a fresh interpreter with every
+other shim applied, X2Paddle called directly) and that, with every shim (bridge's convert
+stage), converts and matches ONNX Runtime in Paddle Inference.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import convert_and_run_paddle, parse_model, run_ort, save
+from tests.test_x2paddle_shims import APPLY_SHIMS, child, run_py
+
+# Every shim but the named ones (comma-separated argv[3]), then X2Paddle on argv[1].
+WITHOUT = child(APPLY_SHIMS, """
+    import sys, traceback
+    left_out = set(sys.argv[3].split(","))
+    apply(*(s.name for s in shims.SHIMS if s.name not in left_out))
+    from x2paddle.convert import onnx2paddle
+    try:
+        onnx2paddle(sys.argv[1], sys.argv[2], disable_feedback=True)
+    except BaseException:
+        traceback.print_exc()  # the mapper's own error is the chained cause
+        print("FAILED")
+    else:
+        print("CONVERTED")
+""")
+
+
+def _without(model, tmp_path, *shims: str):
+    proc = run_py(WITHOUT, save(model, tmp_path / "without.onnx"), tmp_path / "without", ",".join(shims),
+                  cwd=tmp_path)
+    return proc, proc.stdout + proc.stderr
+
+
+def _assert_matches(model, feeds, tmp_path) -> None:
+    got = convert_and_run_paddle(model, feeds, tmp_path)
+    expected = run_ort(model, feeds, tmp_path)
+    assert sorted(got) == sorted(expected)
+    for name, value in expected.items():
+        assert got[name].shape == value.shape, (name, got[name].shape, value.shape)
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def _x(*shape: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- reduce_tensor_axes
+
+REDUCE_18 = """
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N, 3, 4] x, int64[1] a, int64[2] b, int64[0] none) =>
+  (float[N, 4] mean, float[N, 1, 1] max, float[N] min, float[N, 1, 4] prod, float[N, 3, 4] noop,
+   float[N, 3] sum, float[N, 3, 4] sum_noop, float sum_all) {
+    mean = ReduceMean <keepdims = 0> (x, a)
+    max = ReduceMax (x, b)
+    min = ReduceMin <keepdims = 0> (x, b)
+    prod = ReduceProd <keepdims = 1> (x, a)
+    noop = ReduceMax <noop_with_empty_axes = 1> (x, none)
+    a2 = Add (a, a)
+    sum = ReduceSum <keepdims = 0> (x, a2)
+    neg = Neg (x)
+    sum_noop = ReduceSum <noop_with_empty_axes = 1> (neg, none)
+    sum_all = ReduceSum <keepdims = 0> (x, none)
+}
+"""
+
+
+def _reduce_feeds() -> dict[str, np.ndarray]:
+    return {"x": _x(2, 3, 4), "a": np.array([1], np.int64), "b": np.array([-1, 1], np.int64),
+            "none": np.zeros(0, np.int64)}
+
+
+def test_reduce_axes_input_fails_without_the_fix(tmp_path):
+    """ReduceMean/Min/Prod go through the same directly_map: one subprocess shows it."""
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[N, 3, 4] x, int64[1] a) => (float[N, 4] y) { y = ReduceMax <keepdims = 0> (x, a) }
+    """)
+    proc, out = _without(model, tmp_path, "reduce_tensor_axes")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "AssertionError: directly_map error with multi inputs" in out
+
+
+def test_reduce_sum_computed_axes_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 3, 4] x, int64[1] a) => (float[N, 4] y) { y = ReduceSum <keepdims = 0> (x, a) }
+    """)
+    proc, out = _without(model, tmp_path, "reduce_sum_tensor_axes")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "ValueError: ReduceSum axes 'x2paddle_a' is computed: X2Paddle needs it constant" in out
+
+
+def test_reduce_tensor_axes_match_onnx_runtime(tmp_path):
+    """Axes as graph inputs and computed (Add), keepdims 0/1/default, empty axes with and
+    without noop_with_empty_axes: one conversion. (Two noops of the same x fail in Paddle
+    Inference, "fetch_name_N is not found in the scope", with or without this fix.)"""
+    _assert_matches(parse_model(REDUCE_18), _reduce_feeds(), tmp_path)
+
+
+def test_reduce_constant_axes_and_default_keepdims(tmp_path):
+    """The forms directly_map handled keep working; without ``keepdims`` (ONNX: 1) ReduceMax
+    failed in directly_map (its defaults table says ``keepdim``)."""
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 3, 4] x) => (float[N, 1, 4] max, float[N, 4] mean, float[1, 1, 1] prod) {
+            max = ReduceMax <axes = [1]> (x)
+            mean = ReduceMean <axes = [-2], keepdims = 0> (x)
+            prod = ReduceProd (x)
+        }
+    """)
+    _assert_matches(model, {"x": _x(2, 3, 4)}, tmp_path)
+
+
+def test_noop_with_axes_of_unknown_length_is_refused_naming_the_node(tmp_path):
+    from bridge.errors import UnsupportedModel
+    from bridge.stages import convert as convert_stage
+
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[N, 3] x, int64[K] a) => (float[N, 3] y) { y = ReduceMax <noop_with_empty_axes = 1> (x, a) }
+    """)
+    with pytest.raises(UnsupportedModel, match=r"ReduceMax.*unknown length.*noop_with_empty_axes"):
+        convert_stage.run(save(model, tmp_path / "m.onnx"), tmp_path / "paddle", tmp_path / "convert.log")
+
+
+def test_shims_are_idempotent():
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    from bridge.patches import x2paddle_mapper_fixes as fixes
+    from bridge.patches import x2paddle_shims
+
+    x2paddle_shims.install()
+    fixes.reduce_tensor_axes()
+    fixes.reduce_sum_tensor_axes()
+    before = {op: getattr(opset_legacy.OpSet, op) for op in ("ReduceMean", "ReduceMax", "ReduceSum")}
+    fixes.reduce_tensor_axes()
+    fixes.reduce_sum_tensor_axes()
+    assert {op: getattr(opset_legacy.OpSet, op) for op in before} == before
+    assert opset_legacy.OpSet.ReduceSum.__wrapped__ is fixes._map_reduce_sum_tensor_axes
