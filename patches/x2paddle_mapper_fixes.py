@@ -24,17 +24,19 @@ _DIRECT_REDUCE = {
 }
 
 
-def _install(name: str, func: Callable) -> None:
-    """Set ``OpSet.<name>`` to ``func`` wrapped like X2Paddle's own mappers (errors reported
-    through ``print_mapping_info``), unless it is already there."""
+def _install(name: str, func: Callable, owner: type | None = None) -> None:
+    """Set ``owner.<name>`` (default ``OpSet``, opset_legacy.py) to ``func`` wrapped like
+    X2Paddle's own mappers (errors reported through ``print_mapping_info``), unless it is
+    already there."""
     from x2paddle.op_mapper.onnx2paddle import opset_legacy
 
-    current = getattr(opset_legacy.OpSet, name, None)
+    owner = owner or opset_legacy.OpSet
+    current = owner.__dict__.get(name)
     if getattr(current, "__wrapped__", None) is func:
         return
     mapped = opset_legacy.print_mapping_info(func)
     mapped.__wrapped__ = func
-    setattr(opset_legacy.OpSet, name, mapped)
+    setattr(owner, name, mapped)
 
 
 def _axes_tensor(self, node):
@@ -65,47 +67,41 @@ def _static_length(axes_node) -> int | None:
     return int(shape[0])
 
 
-def _map_reduce_tensor_axes(self, node, kernel: str, axes_node) -> None:
-    """``kernel(x, axis=<axes tensor>, keepdim=...)``. Paddle 3 reads a tensor ``axis`` as an
-    IntArray at run time (to_static, jit.save and Paddle Inference all take it); with
-    ``keepdims=0`` the output rank is the input rank minus the axes' length, which the graph
-    declares statically. An empty axes tensor means "every axis" in ONNX and in Paddle, except
-    with ``noop_with_empty_axes=1``, where ONNX passes x through: that needs the length known."""
-    val_x = self.graph.get_input_node(node, idx=0, copy=True)
-    length = _static_length(axes_node)
-    if node.get_attr("noop_with_empty_axes", 0):
-        if length is None:
+def _emit_reduce(self, node, kernel: str, x: str, out: str) -> None:
+    """``out = kernel(x, axis=..., keepdim=...)`` with ONNX's reduce semantics: ``axes`` as an
+    attribute (< 13/18), a constant input, or a computed one (passed as a tensor ``axis``: Paddle 3
+    reads it as an IntArray at run time, and to_static, jit.save and Paddle Inference all take
+    it; with ``keepdims=0`` the output rank is the input rank minus the axes' length, which the
+    graph declares). ``keepdims`` defaults to 1 (a bool for Paddle). No or empty axes reduce
+    every axis, except with ``noop_with_empty_axes=1``, where x passes through: for a computed
+    axes tensor that needs its length declared."""
+    axes_node, value = _axes_tensor(self, node)
+    keepdim = bool(node.get_attr("keepdims", 1))
+    noop = bool(node.get_attr("noop_with_empty_axes", 0))
+    if axes_node is not None and value is None:
+        length = _static_length(axes_node)
+        if noop and length is None:
             raise ValueError(
                 f"{node.layer_type} axes {axes_node.name!r} is computed, of unknown length, with "
                 "noop_with_empty_axes=1: whether it passes x through is only known at run time")
-        if length == 0:
-            self.paddle_graph.add_layer("paddle.assign", inputs={"x": val_x.name}, outputs=[node.name])
+        if length != 0:
+            self.paddle_graph.add_layer(kernel, inputs={"x": x, "axis": axes_node.name}, outputs=[out],
+                                        keepdim=keepdim)
             return
-    if length == 0:  # reduce every axis
-        self.paddle_graph.add_layer(kernel, inputs={"x": val_x.name}, outputs=[node.name],
-                                    axis=None, keepdim=bool(node.get_attr("keepdims", 1)))
+        axes = []
+    else:
+        axes = value if axes_node is not None else node.get_attr("axes")
+        axes = [] if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+    if not axes and noop:
+        self.paddle_graph.add_layer("paddle.assign", inputs={"x": x}, outputs=[out])
         return
-    self.paddle_graph.add_layer(kernel, inputs={"x": val_x.name, "axis": axes_node.name},
-                                outputs=[node.name], keepdim=bool(node.get_attr("keepdims", 1)))
+    self.paddle_graph.add_layer(kernel, inputs={"x": x}, outputs=[out], axis=axes or None, keepdim=keepdim)
 
 
 def _map_reduce(self, node) -> None:
-    """ReduceMean/Max/Min/Prod with ONNX's semantics: ``axes`` as an attribute (< 18), a
-    constant input or a computed one (>= 18); ``keepdims`` default 1, as a bool; no axes
-    reducing every axis unless ``noop_with_empty_axes=1`` (then x passes through)."""
-    kernel = _DIRECT_REDUCE[node.layer_type]
-    axes_node, value = _axes_tensor(self, node)
-    if axes_node is not None and value is None:
-        _map_reduce_tensor_axes(self, node, kernel, axes_node)
-        return
-    axes = value if axes_node is not None else node.get_attr("axes")
-    axes = None if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+    """ReduceMean/Max/Min/Prod: ``_emit_reduce`` with the op's Paddle kernel."""
     val_x = self.graph.get_input_node(node, idx=0, copy=True)
-    if not axes and node.get_attr("noop_with_empty_axes", 0):
-        self.paddle_graph.add_layer("paddle.assign", inputs={"x": val_x.name}, outputs=[node.name])
-        return
-    self.paddle_graph.add_layer(kernel, inputs={"x": val_x.name}, outputs=[node.name],
-                                axis=axes or None, keepdim=bool(node.get_attr("keepdims", 1)))
+    _emit_reduce(self, node, _DIRECT_REDUCE[node.layer_type], val_x.name, node.name)
 
 
 def reduce_tensor_axes() -> None:
@@ -130,7 +126,8 @@ def _map_reduce_sum_tensor_axes(self, node) -> None:
     mapper this shim found (``x2paddle_shims._map_reduce_sum`` in ``SHIMS`` order) maps it."""
     axes_node, value = _axes_tensor(self, node)
     if axes_node is not None and value is None:
-        _map_reduce_tensor_axes(self, node, "paddle.sum", axes_node)
+        val_x = self.graph.get_input_node(node, idx=0, copy=True)
+        _emit_reduce(self, node, "paddle.sum", val_x.name, node.name)
         return
     _reduce_sum_before(self, node)
 
@@ -149,3 +146,30 @@ def reduce_sum_tensor_axes() -> None:
         return
     _reduce_sum_before = getattr(current, "__wrapped__", current)  # unwrapped: errors reported once
     _install("ReduceSum", _map_reduce_sum_tensor_axes)
+
+
+def _map_reduce_lp(self, node) -> None:
+    """ReduceL1 as ``sum(abs(x))``, ReduceL2 as ``sqrt(sum(x * x))``, reduced by
+    ``_emit_reduce`` (every axes form, ``keepdims`` default 1)."""
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    summed = node.name + "_lp_sum"
+    if node.layer_type == "ReduceL1":
+        self.paddle_graph.add_layer("paddle.abs", inputs={"x": val_x.name}, outputs=[node.name + "_abs"])
+        _emit_reduce(self, node, "paddle.sum", node.name + "_abs", node.name)
+        return
+    self.paddle_graph.add_layer("paddle.square", inputs={"x": val_x.name}, outputs=[node.name + "_sq"])
+    _emit_reduce(self, node, "paddle.sum", node.name + "_sq", summed)
+    self.paddle_graph.add_layer("paddle.sqrt", inputs={"x": summed}, outputs=[node.name])
+
+
+def reduce_lp_axes() -> None:
+    """ReduceL1, ReduceL2: X2Paddle's ``OpSet7.ReduceL1``/``ReduceL2`` (opset7.py, overriding
+    opset_legacy.py's) read ``axes`` from the attribute only, so from opset 18 (``axes`` an
+    input) they reduce every axis and come out wrong with no error (conformance: ``output
+    'reduced': shape [1, 1, 1] != [3, 2, 1]``); ``paddle.norm`` also takes at most two axes.
+    Replaces both, on ``OpSet`` and ``OpSet7``, with ``_map_reduce_lp``."""
+    from x2paddle.op_mapper.onnx2paddle import opset7
+
+    for op_type in ("ReduceL1", "ReduceL2"):
+        _install(op_type, _map_reduce_lp)
+        _install(op_type, _map_reduce_lp, opset7.OpSet7)

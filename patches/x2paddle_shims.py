@@ -278,6 +278,7 @@ SHIMS: tuple[Shim, ...] = (
     # Mapper bugs (patches/x2paddle_mapper_fixes.py); reduce_sum_tensor_axes wraps reduce_sum_keepdims.
     Shim("reduce_tensor_axes", lambda: _mapper_fixes().reduce_tensor_axes()),
     Shim("reduce_sum_tensor_axes", lambda: _mapper_fixes().reduce_sum_tensor_axes()),
+    Shim("reduce_lp_axes", lambda: _mapper_fixes().reduce_lp_axes()),
     # Mappers X2Paddle lacks for ops Paddle has (patches/x2paddle_mappers_math.py).
     Shim("mappers_math", lambda: _mappers_math().install()),
 )

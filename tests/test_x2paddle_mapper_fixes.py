@@ -128,16 +128,54 @@ def test_noop_with_axes_of_unknown_length_is_refused_naming_the_node(tmp_path):
 
 
 def test_shims_are_idempotent():
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
     from bridge.patches import x2paddle_mapper_fixes as fixes
     from bridge.patches import x2paddle_shims
 
-    x2paddle_shims.install()
-    fixes.reduce_tensor_axes()
-    fixes.reduce_sum_tensor_axes()
-    before = {op: getattr(opset_legacy.OpSet, op) for op in ("ReduceMean", "ReduceMax", "ReduceSum")}
-    fixes.reduce_tensor_axes()
-    fixes.reduce_sum_tensor_axes()
-    assert {op: getattr(opset_legacy.OpSet, op) for op in before} == before
+    x2paddle_shims.install()  # before importing X2Paddle's mappers (onnx.mapping)
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+    from x2paddle.op_mapper.onnx2paddle.opset7 import OpSet7
+
+    applies = (fixes.reduce_tensor_axes, fixes.reduce_sum_tensor_axes, fixes.reduce_lp_axes)
+    for apply in applies:
+        apply()
+    before = {op: getattr(opset_legacy.OpSet, op) for op in ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL1")}
+    before_7 = OpSet7.ReduceL2
+    for apply in applies:
+        apply()
+    assert {op: getattr(opset_legacy.OpSet, op) for op in before} == before and OpSet7.ReduceL2 is before_7
+    assert OpSet7.ReduceL2.__wrapped__ is fixes._map_reduce_lp
     assert opset_legacy.OpSet.ReduceSum.__wrapped__ is fixes._map_reduce_sum_tensor_axes
+
+
+# --------------------------------------------------------------------------- reduce_lp_axes
+
+LP_18 = """
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N, 3, 4] x, int64[2] b) => (float[N, 1, 4] l1, float[N] l2, float[N, 1, 1] l2_in, float l1_all)
+  <int64[1] a = {1}> {
+    l1 = ReduceL1 (x, a)
+    l2 = ReduceL2 <keepdims = 0> (x, b)
+    l2_in = ReduceL2 <keepdims = 1> (x, b)
+    l1_all = ReduceL1 <keepdims = 0> (x)
+}
+"""
+
+
+def test_reduce_lp_axes_input_is_ignored_without_the_fix(tmp_path):
+    """X2Paddle's ReduceL1 reads only the axes attribute: at opset 18 it reduces every axis."""
+    from bridge.runners import PaddleInferenceRunner
+
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[N, 3, 4] x) => (float[N, 1, 4] y) <int64[1] a = {1}> { y = ReduceL1 (x, a) }
+    """)
+    proc, out = _without(model, tmp_path, "reduce_lp_axes")
+    assert "CONVERTED" in proc.stdout, out[-3000:]
+    got = PaddleInferenceRunner(tmp_path / "without", {"x": "x2paddle_x"}, ["y"]).run({"x": _x(2, 3, 4)})["y"]
+    assert run_ort(model, {"x": _x(2, 3, 4)}, tmp_path)["y"].shape == (2, 1, 4)
+    assert got.shape == (1, 1, 1)
+
+
+def test_reduce_lp_matches_onnx_runtime(tmp_path):
+    feeds = {"x": _x(2, 3, 4), "b": np.array([2, -2], np.int64)}
+    _assert_matches(parse_model(LP_18), feeds, tmp_path)
