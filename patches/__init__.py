@@ -20,6 +20,7 @@ from bridge.patches.cast_unsupported_dtypes import CastUnsupportedDtypes
 from bridge.patches.castlike_to_cast import CastLikeToCast
 from bridge.patches.constant_infinity import ConstantInfinity
 from bridge.patches.decompose_activations import ACTIVATION_PATCHES
+from bridge.patches.decompose_attention import ATTENTION_PATCHES
 from bridge.patches.decompose_indexing import INDEXING_PATCHES
 from bridge.patches.decompose_losses import LOSS_PATCHES
 from bridge.patches.decompose_math import MATH_PATCHES
@@ -45,6 +46,9 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     # The rest touch disjoint op types and do not depend on each other's output.
     LstmInitialStates(),
     GruUnroll(),
+    # Before constant_infinity: it writes one-element -inf Constants (attention bias), which
+    # that patch turns into what X2Paddle can load.
+    *ATTENTION_PATCHES,
     ConstantInfinity(),
     FlattenDynamicDims(),
     ResizeHalfPixel(),

@@ -1,0 +1,242 @@
+"""``Attention`` (opset 23), which X2Paddle 1.6.0 has no mapping for, rewritten into
+``MatMul``, ``Softmax`` and elementwise ops.
+
+Without this X2Paddle's op checker lists the op and raises ``Exception: Model is not supported
+yet.``; bridge's convert stage refuses the model first with ``UnsupportedModel: node '...'
+(Attention): X2Paddle 1.6.0 has no mapping for op type Attention``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext, get_attr
+from bridge.patches._decompose import FLOAT_TYPES, Builder, elem_type, reduce_reason, require_float, static_shape, type_name
+
+_Q, _K, _V, _MASK, _PAST_K, _PAST_V, _NONPAD = range(7)
+
+
+def _input(node: onnx.NodeProto, i: int) -> str | None:
+    return node.input[i] if len(node.input) > i and node.input[i] else None
+
+
+def _output(node: onnx.NodeProto, i: int) -> str | None:
+    return node.output[i] if len(node.output) > i and node.output[i] else None
+
+
+class DecomposeAttention(Patch):
+    """``Attention(Q, K, V, attn_mask?, past_key?, past_value?)`` → (3-D inputs: ``Reshape`` to
+    [B, S, heads, D] and ``Transpose`` to [B, heads, S, D]); present = ``Concat(past, K|V)``;
+    GQA: each kv head repeated (``Reshape``/``Tile``/``Reshape``, interleaved as ONNX's
+    reference does); scores = ``MatMul(Q·√scale, Transpose(K·√scale))``, softcap c > 0:
+    ``Tanh(scores / c) · c``; bias = attn_mask (bool: ``Where(mask, 0, -inf)``; padded with
+    -inf/False up to the total kv length by ``Concat``) + the causal constant (key j visible
+    to query i iff j ≤ i + past length); probs = ``Softmax(scores + bias, axis=-1)`` (in
+    softmax_precision by ``Cast`` when given), rows whose bias is all -inf set to 0 by
+    ``Where`` (count of -inf in the bias by ``Equal`` and a sum); Y = ``MatMul(probs, V)``
+    (3-D: back to [B, S, heads·Dv]); qk_matmul_output per qk_matmul_output_mode as ONNX's
+    reference computes it. Every shape must be static; nonpad_kv_seqlen, the window
+    attributes and bfloat16 are declined.
+
+    X2Paddle 1.6.0 has no mapping for Attention (``Exception: Model is not supported yet.``,
+    bridge: ``X2Paddle 1.6.0 has no mapping for op type Attention``)."""
+
+    name = "decompose_attention"
+    op_types = ("Attention",)
+
+    def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
+        reason = _reason(ctx, node)
+        return MatchResult.fail(reason) if reason else MATCH
+
+    def rewrite(self, ctx: PatchContext, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        return _Rewrite(ctx, node).run()
+
+
+def _reason(ctx: PatchContext, node: onnx.NodeProto) -> str | None:
+    if node.domain not in ("", "ai.onnx"):
+        return f"domain {node.domain!r}"
+    q, k, v = node.input[_Q], node.input[_K], node.input[_V]
+    for name in (q, k, v):
+        reason = require_float(ctx, name)
+        if reason:
+            return reason
+    if _input(node, _NONPAD):
+        return "nonpad_kv_seqlen input (per-batch kv lengths) not decomposed"
+    for attr in ("left_window_size", "right_window_size"):
+        if get_attr(node, attr, -1) != -1:
+            return f"{attr}={get_attr(node, attr)} (sliding window) not decomposed"
+    if bool(_input(node, _PAST_K)) != bool(_input(node, _PAST_V)):
+        return "past_key and past_value must come together"
+    shapes = {}
+    for i in (_Q, _K, _V, _MASK, _PAST_K, _PAST_V):
+        name = _input(node, i)
+        if name is None:
+            continue
+        shapes[i] = static_shape(ctx, name)
+        if shapes[i] is None:
+            return f"input '{name}' shape not static ({ctx.shapes.get(name)})"
+    rank = len(shapes[_Q])
+    if rank not in (3, 4) or len(shapes[_K]) != rank or len(shapes[_V]) != rank:
+        return f"Q/K/V ranks {len(shapes[_Q])}/{len(shapes[_K])}/{len(shapes[_V])} (3 or 4, all equal)"
+    if rank == 3:
+        hq, hkv = get_attr(node, "q_num_heads"), get_attr(node, "kv_num_heads")
+        if not hq or not hkv:
+            return "3-D inputs without q_num_heads/kv_num_heads"
+        if shapes[_Q][2] % hq or shapes[_K][2] % hkv or shapes[_V][2] % hkv:
+            return f"hidden sizes {shapes[_Q][2]}/{shapes[_K][2]}/{shapes[_V][2]} not divisible by heads {hq}/{hkv}"
+    else:
+        hq, hkv = shapes[_Q][1], shapes[_K][1]
+        if shapes[_V][1] != hkv:
+            return f"K has {hkv} heads, V {shapes[_V][1]}"
+    if hq % hkv:
+        return f"q heads {hq} not a multiple of kv heads {hkv}"
+    mode = get_attr(node, "qk_matmul_output_mode", 0)
+    if mode not in (0, 1, 2, 3):
+        return f"qk_matmul_output_mode={mode}"
+    precision = get_attr(node, "softmax_precision")
+    if precision is not None and precision not in FLOAT_TYPES:
+        return f"softmax_precision {type_name(precision)} (float16, float32, float64 only)"
+    mask = _input(node, _MASK)
+    if mask is not None:
+        t = elem_type(ctx, mask)
+        if t != TensorProto.BOOL and t != elem_type(ctx, q):
+            return f"attn_mask '{mask}' has element type {type_name(t)} (bool or Q's)"
+        past = shapes[_PAST_K][2] if _PAST_K in shapes else 0
+        total = past + (shapes[_K][1] if rank == 3 else shapes[_K][2])
+        if len(shapes[_MASK]) > 4 or not shapes[_MASK] or shapes[_MASK][-1] > total:
+            return f"attn_mask shape {shapes[_MASK]} (rank 1..4, last dim at most {total})"
+        bias_shape = list(np.broadcast_shapes(tuple(shapes[_MASK][:-1]) + (total,), (1, total)))
+        reason = reduce_reason(ctx, bias_shape, [len(bias_shape) - 1], "sum")
+        if reason:
+            return reason
+    return None
+
+
+class _Rewrite:
+    """One Attention node's rewrite (the attributes and static shapes read once)."""
+
+    def __init__(self, ctx: PatchContext, node: onnx.NodeProto):
+        self.ctx, self.node = ctx, node
+        self.b = Builder(ctx, node)
+        self.dtype = elem_type(ctx, node.input[_Q])
+        self.np_dtype = helper.tensor_dtype_to_np_dtype(self.dtype)
+        self.rank = ctx.rank(node.input[_Q])
+
+    def to_heads(self, x: str, heads: int) -> str:
+        """[B, S, heads·D] → [B, heads, S, D]."""
+        b, s, hidden = static_shape(self.ctx, x)
+        split = self.b.op("Reshape", [x, self.b.ints([b, s, heads, hidden // heads])])
+        return self.b.op("Transpose", [split], perm=[0, 2, 1, 3])
+
+    def run(self) -> list[onnx.NodeProto]:
+        b, node, ctx = self.b, self.node, self.ctx
+        q, k, v = node.input[_Q], node.input[_K], node.input[_V]
+        if self.rank == 3:
+            hq, hkv = get_attr(node, "q_num_heads"), get_attr(node, "kv_num_heads")
+            q, k, v = self.to_heads(q, hq), self.to_heads(k, hkv), self.to_heads(v, hkv)
+            batch, sq, q_hidden = static_shape(ctx, node.input[_Q])
+            _, skv, k_hidden = static_shape(ctx, node.input[_K])
+            head, dk, dv = q_hidden // hq, k_hidden // hkv, static_shape(ctx, node.input[_V])[2] // hkv
+        else:
+            batch, hq, sq, head = static_shape(ctx, q)
+            hkv, skv, dk = static_shape(ctx, k)[1:]
+            dv = static_shape(ctx, v)[3]
+        past_k, past_v = _input(node, _PAST_K), _input(node, _PAST_V)
+        past = static_shape(ctx, past_k)[2] if past_k else 0
+        total = past + skv
+        present_k, present_v = _output(node, 1), _output(node, 2)
+        if past_k:
+            k = b.op("Concat", [past_k, k], present_k, axis=2)
+            v = b.op("Concat", [past_v, v], present_v, axis=2)
+        else:
+            for src, out in ((k, present_k), (v, present_v)):
+                if out:
+                    b.op("Identity", [src], out)
+        if hq != hkv:  # each kv head repeated hq/hkv times, next to itself: [h0, h0, h1, h1, ...]
+            reps = hq // hkv
+            k = self.repeat_heads(k, [batch, hkv, total, dk], reps)
+            v = self.repeat_heads(v, [batch, hkv, total, dv], reps)
+
+        scale = get_attr(node, "scale")
+        scale = 1 / math.sqrt(head) if scale is None else scale
+        root = b.const(np.sqrt(np.float64(scale)), self.dtype)  # Q and K each scaled by √scale
+        kt = b.op("Transpose", [b.op("Mul", [k, root])], perm=[0, 1, 3, 2])
+        scores = b.op("MatMul", [b.op("Mul", [q, root]), kt])
+        softcap = get_attr(node, "softcap", 0.0)
+        if softcap and softcap > 0:
+            cap = b.const(softcap, self.dtype)
+            scores = b.op("Mul", [b.op("Tanh", [b.op("Div", [scores, cap])]), cap])
+
+        bias, bias_shape = self.bias(sq, total, past)
+        biased = scores if bias is None else b.op("Add", [scores, bias])
+        mode = get_attr(node, "qk_matmul_output_mode", 0)
+        qk_out = _output(node, 3)
+        if qk_out and mode in (0, 1):
+            b.op("Identity", [scores], qk_out)  # ONNX's reference: softcap included in mode 0 too
+        elif qk_out and mode == 2:
+            b.op("Identity", [biased], qk_out)
+
+        precision = get_attr(node, "softmax_precision")
+        soft_type = self.dtype if precision is None else precision
+        if soft_type != self.dtype:
+            biased = b.op("Cast", [biased], to=soft_type)
+        probs = b.op("Softmax", [biased], axis=-1)
+        # Only the attn_mask can mask a whole row (the causal part leaves key 0 visible); Paddle's
+        # softmax of an all -inf row is NaN, ONNX's output row 0.
+        if _input(node, _MASK) is not None:
+            # Equal to -inf, not IsInf(detect_positive=0): X2Paddle maps IsInf only without attributes
+            minus_inf = b.const(np.full([1] * len(bias_shape), -np.inf), self.dtype)
+            masked = b.op("Cast", [b.op("Equal", [bias, minus_inf])], to=self.dtype)
+            count = b.reduce("sum", masked, [len(bias_shape) - 1], bias_shape, self.dtype)
+            all_masked = b.op("Equal", [count, b.const(float(total), self.dtype)])
+            probs = b.op("Where", [all_masked, b.const(0.0, soft_type), probs])
+        if soft_type != self.dtype:
+            probs = b.op("Cast", [probs], to=self.dtype)
+        if qk_out and mode == 3:
+            b.op("Identity", [probs], qk_out)
+
+        y = node.output[0]
+        if self.rank == 4:
+            b.op("MatMul", [probs, v], y)
+        else:
+            heads_out = b.op("Transpose", [b.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+            b.op("Reshape", [heads_out, b.ints([batch, sq, hq * dv])], y)
+        return b.nodes
+
+    def repeat_heads(self, x: str, shape: list[int], reps: int) -> str:
+        batch, heads, s, d = shape
+        x = self.b.op("Reshape", [x, self.b.ints([batch, heads, 1, s, d])])
+        x = self.b.op("Tile", [x, self.b.ints([1, 1, reps, 1, 1])])
+        return self.b.op("Reshape", [x, self.b.ints([batch, heads * reps, s, d])])
+
+    def bias(self, sq: int, total: int, past: int) -> tuple[str | None, list[int]]:
+        """The additive bias (attn_mask made additive, padded, plus the causal part) and its shape."""
+        b, node = self.b, self.node
+        mask = _input(node, _MASK)
+        causal = None
+        if get_attr(node, "is_causal", 0):
+            allowed = np.arange(total)[None, :] <= np.arange(sq)[:, None] + past
+            causal = np.where(allowed, 0, -np.inf).astype(self.np_dtype)
+        if mask is None:
+            if causal is None:
+                return None, []
+            return b.const(causal, self.dtype), list(causal.shape)
+        shape = static_shape(self.ctx, mask)
+        is_bool = elem_type(self.ctx, mask) == TensorProto.BOOL
+        if shape[-1] < total:  # ONNX pads a short mask with "masked"
+            fill = np.zeros(shape[:-1] + [total - shape[-1]], dtype=bool) if is_bool else \
+                np.full(shape[:-1] + [total - shape[-1]], -np.inf, dtype=self.np_dtype)
+            mask = b.op("Concat", [mask, b.const(fill, TensorProto.BOOL if is_bool else self.dtype)], axis=-1)
+            shape = shape[:-1] + [total]
+        if is_bool:
+            minus_inf = b.const(np.full([1] * len(shape), -np.inf), self.dtype)
+            mask = b.op("Where", [mask, b.const(np.zeros([1] * len(shape)), self.dtype), minus_inf])
+        if causal is None:
+            return mask, shape
+        return b.op("Add", [mask, b.const(causal, self.dtype)]), list(np.broadcast_shapes(tuple(shape), causal.shape))
+
+
+ATTENTION_PATCHES: tuple[Patch, ...] = (DecomposeAttention(),)
