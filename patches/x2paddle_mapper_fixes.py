@@ -39,6 +39,18 @@ def _install(name: str, func: Callable, owner: type | None = None) -> None:
     setattr(owner, name, mapped)
 
 
+def _unwrapped(mapper: Callable) -> Callable:
+    """The function under X2Paddle's ``print_mapping_info`` (which keeps no ``__wrapped__``,
+    only a closure) or a shim's wrapper, so that a wrapper calling it reports its own error."""
+    inner = getattr(mapper, "__wrapped__", None)
+    if inner is not None:
+        return inner
+    for cell in getattr(mapper, "__closure__", None) or ():
+        if callable(cell.cell_contents):
+            return cell.cell_contents
+    return mapper
+
+
 def _axes_tensor(self, node):
     """``(axes_node, constant_value_or_None)`` for a reduce node's second input, ``(None, None)``
     when it has none."""
@@ -144,7 +156,7 @@ def reduce_sum_tensor_axes() -> None:
     current = opset_legacy.OpSet.ReduceSum
     if getattr(current, "__wrapped__", None) is _map_reduce_sum_tensor_axes:
         return
-    _reduce_sum_before = getattr(current, "__wrapped__", current)  # unwrapped: errors reported once
+    _reduce_sum_before = _unwrapped(current)  # errors reported once, as the mapper's own
     _install("ReduceSum", _map_reduce_sum_tensor_axes)
 
 
@@ -173,3 +185,88 @@ def reduce_lp_axes() -> None:
     for op_type in ("ReduceL1", "ReduceL2"):
         _install(op_type, _map_reduce_lp)
         _install(op_type, _map_reduce_lp, opset7.OpSet7)
+
+
+# ONNX Constant attributes other than ``value`` -> the numpy dtype of the tensor they define.
+_CONSTANT_FORMS = {"value_float": np.float32, "value_floats": np.float32,
+                   "value_int": np.int64, "value_ints": np.int64}
+_constant_before: Callable | None = None
+_constant_of_shape_before: Callable | None = None
+
+
+def _value_attr_from_other_forms(node) -> None:
+    """Give ``node.attr_map`` a ``value`` array (1-D, as X2Paddle's own TENSOR reading gives
+    it) from ``value_float(s)``/``value_int(s)``, where ``value`` is absent; every later
+    reader (the mapper, ``_const_weight_or_none`` in consumers) then sees it."""
+    if "value" in node.attr_map:
+        return
+    for form, dtype in _CONSTANT_FORMS.items():
+        if form in node.attr_map:
+            node.attr_map["value"] = np.atleast_1d(np.asarray(node.attr_map[form], dtype=dtype))
+            return
+
+
+def _map_constant(self, node) -> None:
+    """Constant: ``value_float(s)``/``value_int(s)`` read as ``value``, then X2Paddle's mapper."""
+    _value_attr_from_other_forms(node)
+    _constant_before(self, node)
+
+
+def _map_constant_of_shape(self, node) -> None:
+    """ConstantOfShape: no ``value`` is ONNX's float32 0, then X2Paddle's mapper."""
+    if "value" not in node.attr_map:
+        node.attr_map["value"] = np.zeros(1, np.float32)
+    _constant_of_shape_before(self, node)
+
+
+def constant_value_forms() -> None:
+    """Constant with ``value_float``/``value_floats``/``value_int``/``value_ints`` (opset >= 12;
+    the ``*_expanded`` function bodies of Celu, LeakyRelu, ThresholdedRelu, Swish, Shrink...
+    write them), and ConstantOfShape without ``value`` (default float 0): X2Paddle's
+    ``OpSet.Constant``/``ConstantOfShape`` (opset_legacy.py) read only ``value``
+    (``AttributeError: 'NoneType' object has no attribute 'dtype'``). Wraps both to supply it."""
+    global _constant_before, _constant_of_shape_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    for name, func in (("Constant", _map_constant), ("ConstantOfShape", _map_constant_of_shape)):
+        current = opset_legacy.OpSet.__dict__[name]
+        if getattr(current, "__wrapped__", None) is func:
+            continue
+        before = _unwrapped(current)
+        if name == "Constant":
+            _constant_before = before
+        else:
+            _constant_of_shape_before = before
+        _install(name, func)
+
+
+def _attribute_value(self, attr):
+    """``ONNXGraphNode.get_attribute_value``, but a TENSOR attribute held in its typed fields
+    (``float_data``, ``int64_data``...) read with ``numpy_helper`` (flat, as X2Paddle's own
+    ``raw_data`` reading gives it)."""
+    import onnx
+    from onnx import numpy_helper
+
+    if attr.type == onnx.AttributeProto.TENSOR and not attr.t.raw_data and not attr.t.external_data:
+        return numpy_helper.to_array(attr.t).reshape(-1)
+    return _attribute_value_before(self, attr)
+
+
+_attribute_value_before: Callable | None = None
+
+
+def tensor_attrs_typed_fields() -> None:
+    """Constant, ConstantOfShape (any node's TENSOR attribute): X2Paddle's decoder
+    (decoder/onnx_decoder.py, ``ONNXGraphNode.get_attribute_value``) reads only the tensor's
+    ``raw_data``; one written in ``float_data``/``int32_data``/``int64_data`` (onnx.helper's
+    and onnx.parser's way for small tensors, e.g. the ``*_expanded`` function bodies' ``Zero =
+    Constant <value = float {0}>``) reads as an empty array: ``ValueError: cannot reshape
+    array of size 0 into shape ()`` (Constant), ``AssertionError: given value not Scalar,
+    shape of value > 1, this is not supported`` (ConstantOfShape)."""
+    global _attribute_value_before
+    from x2paddle.decoder.onnx_decoder import ONNXGraphNode
+
+    current = ONNXGraphNode.__dict__["get_attribute_value"]
+    if current is not _attribute_value:
+        _attribute_value_before = current
+        ONNXGraphNode.get_attribute_value = _attribute_value

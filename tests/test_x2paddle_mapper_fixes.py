@@ -135,14 +135,20 @@ def test_shims_are_idempotent():
     from x2paddle.op_mapper.onnx2paddle import opset_legacy
     from x2paddle.op_mapper.onnx2paddle.opset7 import OpSet7
 
-    applies = (fixes.reduce_tensor_axes, fixes.reduce_sum_tensor_axes, fixes.reduce_lp_axes)
+    from x2paddle.decoder.onnx_decoder import ONNXGraphNode
+
+    applies = (fixes.reduce_tensor_axes, fixes.reduce_sum_tensor_axes, fixes.reduce_lp_axes,
+               fixes.constant_value_forms, fixes.tensor_attrs_typed_fields)
     for apply in applies:
         apply()
-    before = {op: getattr(opset_legacy.OpSet, op) for op in ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL1")}
-    before_7 = OpSet7.ReduceL2
+    ops = ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL1", "Constant", "ConstantOfShape")
+    before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
+    before_7, before_attr = OpSet7.ReduceL2, ONNXGraphNode.get_attribute_value
     for apply in applies:
         apply()
     assert {op: getattr(opset_legacy.OpSet, op) for op in before} == before and OpSet7.ReduceL2 is before_7
+    assert ONNXGraphNode.get_attribute_value is before_attr is fixes._attribute_value
+    assert fixes._constant_before is not None and fixes._attribute_value_before is not fixes._attribute_value
     assert OpSet7.ReduceL2.__wrapped__ is fixes._map_reduce_lp
     assert opset_legacy.OpSet.ReduceSum.__wrapped__ is fixes._map_reduce_sum_tensor_axes
 
@@ -179,3 +185,56 @@ def test_reduce_lp_axes_input_is_ignored_without_the_fix(tmp_path):
 def test_reduce_lp_matches_onnx_runtime(tmp_path):
     feeds = {"x": _x(2, 3, 4), "b": np.array([2, -2], np.int64)}
     _assert_matches(parse_model(LP_18), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- constant_value_forms, tensor_attrs_typed_fields
+
+CONSTANTS = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 3] x) => (float[N, 3] y, float[N, 3] z, float[2, 3] filled, float[2, 3] zeros) {
+    two = Constant <value_float = 2.0> ()
+    y = Mul (x, two)
+    half = Constant <value = float {0.5}> ()
+    half_cast = Cast <to = 1> (half)
+    z = Add (x, half_cast)
+    shape = Constant <value_ints = [2, 3]> ()
+    filled = ConstantOfShape <value = float[1] {7}> (shape)
+    zeros = ConstantOfShape (shape)
+}
+"""
+
+
+def test_constant_value_float_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 3] x) => (float[N, 3] y) { two = Constant <value_float = 2.0> () y = Mul (x, two) }
+    """)
+    proc, out = _without(model, tmp_path, "constant_value_forms")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "AttributeError: 'NoneType' object has no attribute 'dtype'" in out
+
+
+def test_tensor_attr_in_typed_fields_fails_without_the_fix(tmp_path):
+    """As in the ``*_expanded`` cases: a ``value_float`` Constant beside it makes X2Paddle's own
+    shape inference give up for ONNX's, which declares the scalar's shape [], and X2Paddle
+    reshapes the empty array it read. (Without the declared shape it silently makes a weight of
+    shape [0].)"""
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 4] x) => (float[N, 4] z) {
+            two = Constant <value_float = 2.0> ()
+            half = Constant <value = float {0.5}> ()
+            half_cast = Cast <to = 1> (half)
+            y = Add (x, half_cast)
+            z = Mul (y, two)
+        }
+    """)
+    tensor = model.graph.node[1].attribute[0].t
+    assert tensor.float_data and not tensor.raw_data
+    proc, out = _without(model, tmp_path, "tensor_attrs_typed_fields")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "ValueError: cannot reshape array of size 0 into shape ()" in out
+
+
+def test_constants_match_onnx_runtime(tmp_path):
+    _assert_matches(parse_model(CONSTANTS), {"x": _x(2, 3)}, tmp_path)
