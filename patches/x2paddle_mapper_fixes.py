@@ -270,3 +270,60 @@ def tensor_attrs_typed_fields() -> None:
     if current is not _attribute_value:
         _attribute_value_before = current
         ONNXGraphNode.get_attribute_value = _attribute_value
+
+
+_clip_before: Callable | None = None
+
+
+def _map_clip(self, node) -> None:
+    """Clip (opset >= 11) with ``min``/``max`` inputs: each by its position in the node (an
+    empty name is an absent bound), a constant as a number, anything else as a tensor
+    (``paddle.clip`` takes both); the attribute form (< 11) as X2Paddle maps it."""
+    from x2paddle.op_mapper.onnx2paddle.opset_legacy import _const_weight_or_none
+
+    names = list(node.layer.input)
+    if len(names) == 1:
+        _clip_before(self, node)
+        return
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    # Paddle's clip has no int8/uint8/int16 kernel ("TypeError: In transformed code"): clip
+    # an int32 copy and cast back.
+    narrow = str(val_x.dtype) if str(val_x.dtype) in ("int8", "uint8", "int16") else None
+    x_name = val_x.name
+    if narrow:
+        x_name = node.name + "_clip_in"
+        self.paddle_graph.add_layer("paddle.cast", inputs={"x": val_x.name}, outputs=[x_name], dtype="'int32'")
+    inputs, attrs = {"x": x_name}, {}
+    present = [n for n in names[1:] if n]  # node.inputs skips the empty names
+    for position, bound in ((1, "min"), (2, "max")):
+        if position >= len(names) or not names[position]:
+            continue
+        bound_node = self.graph.get_input_node(node, idx=1 + present.index(names[position]), copy=True)
+        value = _const_weight_or_none(bound_node)
+        if value is not None:
+            attrs[bound] = np.asarray(value).reshape(-1)[0].item()
+        elif narrow:
+            inputs[bound] = f"{node.name}_clip_{bound}"
+            self.paddle_graph.add_layer("paddle.cast", inputs={"x": bound_node.name}, outputs=[inputs[bound]],
+                                        dtype="'int32'")
+        else:
+            inputs[bound] = bound_node.name
+    out = node.name + "_clip_out" if narrow else node.name
+    self.paddle_graph.add_layer("paddle.clip", inputs=inputs, outputs=[out], **attrs)
+    if narrow:
+        self.paddle_graph.add_layer("paddle.cast", inputs={"x": out}, outputs=[node.name], dtype=f"'{narrow}'")
+
+
+def clip_bounds() -> None:
+    """Clip with ``min`` or ``max`` a graph input or computed tensor, or with only one bound
+    given: X2Paddle's ``OpSet.Clip`` (opset_legacy.py) reads a single bound as a constant
+    (``AttributeError: 'NoneType' object has no attribute 'shape'``) and passes two as tensors.
+    Replaces it with ``_map_clip``."""
+    global _clip_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["Clip"]
+    if getattr(current, "__wrapped__", None) is _map_clip:
+        return
+    _clip_before = _unwrapped(current)
+    _install("Clip", _map_clip)

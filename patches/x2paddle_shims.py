@@ -281,6 +281,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("reduce_lp_axes", lambda: _mapper_fixes().reduce_lp_axes()),
     Shim("constant_value_forms", lambda: _mapper_fixes().constant_value_forms()),
     Shim("tensor_attrs_typed_fields", lambda: _mapper_fixes().tensor_attrs_typed_fields()),
+    Shim("clip_bounds", lambda: _mapper_fixes().clip_bounds()),
     # Mappers X2Paddle lacks for ops Paddle has (patches/x2paddle_mappers_math.py).
     Shim("mappers_math", lambda: _mappers_math().install()),
 )

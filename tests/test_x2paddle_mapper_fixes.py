@@ -238,3 +238,36 @@ def test_tensor_attr_in_typed_fields_fails_without_the_fix(tmp_path):
 
 def test_constants_match_onnx_runtime(tmp_path):
     _assert_matches(parse_model(CONSTANTS), {"x": _x(2, 3)}, tmp_path)
+
+
+# --------------------------------------------------------------------------- clip_bounds
+
+CLIPS = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 4] x, float lo, float hi, int8[N, 4] q, int8 qhi) =>
+  (float[N, 4] only_max, float[N, 4] only_min, float[N, 4] both, float[N, 4] const_min, int8[N, 4] narrow) {
+    only_max = Clip (x, , hi)
+    only_min = Clip (x, lo)
+    both = Clip (x, lo, hi)
+    c = Constant <value = float {-0.25}> ()
+    const_min = Clip (x, c, hi)
+    narrow = Clip (q, , qhi)
+}
+"""
+
+
+def test_clip_bound_input_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 4] x, float hi) => (float[N, 4] y) { y = Clip (x, , hi) }
+    """)
+    proc, out = _without(model, tmp_path, "clip_bounds")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "AttributeError: 'NoneType' object has no attribute 'shape'" in out
+
+
+def test_clip_bounds_match_onnx_runtime(tmp_path):
+    rng = np.random.default_rng(1)
+    feeds = {"x": _x(3, 4), "lo": np.array(-0.5, np.float32), "hi": np.array(0.5, np.float32),
+             "q": rng.integers(-128, 128, (3, 4)).astype(np.int8), "qhi": np.array(20, np.int8)}
+    _assert_matches(parse_model(CLIPS), feeds, tmp_path)
