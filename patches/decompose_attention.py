@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext, get_attr
-from bridge.patches._decompose import FLOAT_TYPES, Builder, elem_type, reduce_reason, require_float, static_shape, type_name
+from bridge.patches._decompose import FLOAT_TYPES, Builder, elem_type, require_float, static_shape, type_name
 
 _Q, _K, _V, _MASK, _PAST_K, _PAST_V, _NONPAD = range(7)
 
@@ -38,8 +38,10 @@ class DecomposeAttention(Patch):
     softmax_precision by ``Cast`` when given), rows whose bias is all -inf set to 0 by
     ``Where`` (count of -inf in the bias by ``Equal`` and a sum); Y = ``MatMul(probs, V)``
     (3-D: back to [B, S, heads·Dv]); qk_matmul_output per qk_matmul_output_mode as ONNX's
-    reference computes it. Every shape must be static; nonpad_kv_seqlen, the window
-    attributes and bfloat16 are declined.
+    reference computes it. Sliding windows (left/right_window_size) as constants like the
+    causal part; nonpad_kv_seqlen n: key j hidden where j ≥ n[b] and the causal/window
+    frontiers moved to n[b] − q_len, by ``Less``/``LessOrEqual`` against constants. Every
+    shape must be static; bfloat16 is declined.
 
     X2Paddle 1.6.0 has no mapping for Attention (``Exception: Model is not supported yet.``,
     bridge: ``X2Paddle 1.6.0 has no mapping for op type Attention``)."""
@@ -63,11 +65,11 @@ def _reason(ctx: PatchContext, node: onnx.NodeProto) -> str | None:
         reason = require_float(ctx, name)
         if reason:
             return reason
-    if _input(node, _NONPAD):
-        return "nonpad_kv_seqlen input (per-batch kv lengths) not decomposed"
-    for attr in ("left_window_size", "right_window_size"):
-        if get_attr(node, attr, -1) != -1:
-            return f"{attr}={get_attr(node, attr)} (sliding window) not decomposed"
+    nonpad = _input(node, _NONPAD)
+    if nonpad and _input(node, _PAST_K):
+        return "nonpad_kv_seqlen together with past_key (ONNX forbids it)"
+    if nonpad and elem_type(ctx, nonpad) not in (TensorProto.INT32, TensorProto.INT64):
+        return f"nonpad_kv_seqlen '{nonpad}' has element type {type_name(elem_type(ctx, nonpad))}"
     if bool(_input(node, _PAST_K)) != bool(_input(node, _PAST_V)):
         return "past_key and past_value must come together"
     shapes = {}
@@ -108,10 +110,6 @@ def _reason(ctx: PatchContext, node: onnx.NodeProto) -> str | None:
         total = past + (shapes[_K][1] if rank == 3 else shapes[_K][2])
         if len(shapes[_MASK]) > 4 or not shapes[_MASK] or shapes[_MASK][-1] > total:
             return f"attn_mask shape {shapes[_MASK]} (rank 1..4, last dim at most {total})"
-        bias_shape = list(np.broadcast_shapes(tuple(shapes[_MASK][:-1]) + (total,), (1, total)))
-        reason = reduce_reason(ctx, bias_shape, [len(bias_shape) - 1], "sum")
-        if reason:
-            return reason
     return None
 
 
@@ -170,7 +168,7 @@ class _Rewrite:
             cap = b.const(softcap, self.dtype)
             scores = b.op("Mul", [b.op("Tanh", [b.op("Div", [scores, cap])]), cap])
 
-        bias, bias_shape = self.bias(sq, total, past)
+        bias, bias_shape, may_mask_rows = self.bias(batch, sq, total, past)
         biased = scores if bias is None else b.op("Add", [scores, bias])
         mode = get_attr(node, "qk_matmul_output_mode", 0)
         qk_out = _output(node, 3)
@@ -184,9 +182,8 @@ class _Rewrite:
         if soft_type != self.dtype:
             biased = b.op("Cast", [biased], to=soft_type)
         probs = b.op("Softmax", [biased], axis=-1)
-        # Only the attn_mask can mask a whole row (the causal part leaves key 0 visible); Paddle's
-        # softmax of an all -inf row is NaN, ONNX's output row 0.
-        if _input(node, _MASK) is not None:
+        # Paddle's softmax of an all -inf row is NaN, ONNX's output row 0.
+        if bias is not None and may_mask_rows:
             # Equal to -inf, not IsInf(detect_positive=0): X2Paddle maps IsInf only without attributes
             minus_inf = b.const(np.full([1] * len(bias_shape), -np.inf), self.dtype)
             masked = b.op("Cast", [b.op("Equal", [bias, minus_inf])], to=self.dtype)
@@ -212,31 +209,69 @@ class _Rewrite:
         x = self.b.op("Tile", [x, self.b.ints([1, 1, reps, 1, 1])])
         return self.b.op("Reshape", [x, self.b.ints([batch, heads * reps, s, d])])
 
-    def bias(self, sq: int, total: int, past: int) -> tuple[str | None, list[int]]:
-        """The additive bias (attn_mask made additive, padded, plus the causal part) and its shape."""
+    def bias(self, batch: int, sq: int, total: int, past: int) -> tuple[str | None, list[int], bool]:
+        """The additive bias: attn_mask made additive and padded, plus -inf where the causal
+        frontier, the sliding window or nonpad_kv_seqlen hide a key; its shape; whether a whole
+        row may be -inf."""
         b, node = self.b, self.node
+        terms: list[tuple[str, tuple[int, ...]]] = []
+        may_mask_rows = False
         mask = _input(node, _MASK)
-        causal = None
-        if get_attr(node, "is_causal", 0):
-            allowed = np.arange(total)[None, :] <= np.arange(sq)[:, None] + past
-            causal = np.where(allowed, 0, -np.inf).astype(self.np_dtype)
-        if mask is None:
-            if causal is None:
-                return None, []
-            return b.const(causal, self.dtype), list(causal.shape)
-        shape = static_shape(self.ctx, mask)
-        is_bool = elem_type(self.ctx, mask) == TensorProto.BOOL
-        if shape[-1] < total:  # ONNX pads a short mask with "masked"
-            fill = np.zeros(shape[:-1] + [total - shape[-1]], dtype=bool) if is_bool else \
-                np.full(shape[:-1] + [total - shape[-1]], -np.inf, dtype=self.np_dtype)
-            mask = b.op("Concat", [mask, b.const(fill, TensorProto.BOOL if is_bool else self.dtype)], axis=-1)
-            shape = shape[:-1] + [total]
-        if is_bool:
-            minus_inf = b.const(np.full([1] * len(shape), -np.inf), self.dtype)
-            mask = b.op("Where", [mask, b.const(np.zeros([1] * len(shape)), self.dtype), minus_inf])
-        if causal is None:
-            return mask, shape
-        return b.op("Add", [mask, b.const(causal, self.dtype)]), list(np.broadcast_shapes(tuple(shape), causal.shape))
+        if mask is not None:
+            shape = static_shape(self.ctx, mask)
+            is_bool = elem_type(self.ctx, mask) == TensorProto.BOOL
+            if shape[-1] < total:  # ONNX pads a short mask with "masked"
+                fill = np.zeros(shape[:-1] + [total - shape[-1]], dtype=bool) if is_bool else \
+                    np.full(shape[:-1] + [total - shape[-1]], -np.inf, dtype=self.np_dtype)
+                mask = b.op("Concat", [mask, b.const(fill, TensorProto.BOOL if is_bool else self.dtype)], axis=-1)
+                shape = shape[:-1] + [total]
+            if is_bool:
+                mask = self.additive(mask, len(shape))
+            terms.append((mask, tuple(shape)))
+            may_mask_rows = True
+        causal = bool(get_attr(node, "is_causal", 0))
+        left, right = get_attr(node, "left_window_size", -1), get_attr(node, "right_window_size", -1)
+        nonpad = _input(node, _NONPAD)
+        i, j = np.arange(sq)[:, None], np.arange(total)[None, :]
+        if nonpad is None:  # one frontier for every batch: a constant
+            diff = i + past - j  # how far key j lies before query i
+            allowed = np.ones((sq, total), dtype=bool)
+            if causal:
+                allowed &= diff >= 0
+            if left >= 0:
+                allowed &= diff <= left
+            if right >= 0:
+                allowed &= -diff <= right
+            if not allowed.all():
+                terms.append((b.const(np.where(allowed, 0, -np.inf), self.dtype), (sq, total)))
+                may_mask_rows = may_mask_rows or not allowed.any(axis=1).all()
+        else:
+            # per batch n = nonpad_kv_seqlen[b]: query i sits at n - sq + i; keys j >= n are padding
+            n = b.op("Reshape", [b.op("Cast", [nonpad], to=TensorProto.INT64), b.ints([batch, 1, 1, 1])])
+            base = (j - i + sq)[None, None]  # j - i + sq <= n  <=>  diff >= 0
+            conds = [b.op("Less", [b.ints(np.broadcast_to(j, (1, 1, 1, total)).tolist()), n])]
+            if causal:
+                conds.append(b.op("LessOrEqual", [b.ints(base.tolist()), n]))
+            if left >= 0:
+                conds.append(b.op("LessOrEqual", [n, b.ints((base + left).tolist())]))
+            if right >= 0:
+                conds.append(b.op("LessOrEqual", [b.ints((base - right).tolist()), n]))
+            allowed = conds[0]
+            for cond in conds[1:]:
+                allowed = b.op("And", [allowed, cond])
+            terms.append((self.additive(allowed, 4), (batch, 1, sq if len(conds) > 1 else 1, total)))
+            may_mask_rows = True
+        if not terms:
+            return None, [], False
+        bias = terms[0][0]
+        for term, _ in terms[1:]:
+            bias = b.op("Add", [bias, term])
+        return bias, list(np.broadcast_shapes(*(shape for _, shape in terms))), may_mask_rows
+
+    def additive(self, allowed: str, rank: int) -> str:
+        """``Where(allowed, 0, -inf)`` for a bool tensor of ``rank``."""
+        zero = self.b.const(np.zeros([1] * rank), self.dtype)
+        return self.b.op("Where", [allowed, zero, self.b.const(np.full([1] * rank, -np.inf), self.dtype)])
 
 
 ATTENTION_PATCHES: tuple[Patch, ...] = (DecomposeAttention(),)

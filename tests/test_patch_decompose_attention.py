@@ -105,3 +105,29 @@ def test_declines():
         ("gqa_uneven", "q heads 3 not a multiple of kv heads 2"),
         ("no_heads", "3-D inputs without q_num_heads/kv_num_heads"),
     ]
+
+
+def test_sliding_window_and_nonpad_kv_seqlen(tmp_path):
+    # opset 25: per-batch kv lengths (padding hidden, causal/window frontiers moved to n - q_len,
+    # a row left empty by n < q_len) and a sliding window with a kv cache
+    model = parse_model("""
+        <ir_version: 11, opset_import: ["" : 25]>
+        g (float[3, 2, 4, 8] q, float[3, 2, 6, 8] k, float[3, 2, 6, 8] v, int64[3] n,
+           float[3, 2, 2, 8] pk, float[3, 2, 2, 8] pv, bool[4, 8] m)
+          => (float[3, 2, 4, 8] yn, float[3, 2, 4, 8] yw) {
+            yn = Attention <is_causal = 1, left_window_size = 2> (q, k, v, , , , n)
+            yw, c, d = Attention <left_window_size = 1, right_window_size = 0> (q, k, v, m, pk, pv)
+        }""")
+    inputs = {name: RNG.standard_normal(shape).astype(np.float32) for name, shape in (
+        ("q", (3, 2, 4, 8)), ("k", (3, 2, 6, 8)), ("v", (3, 2, 6, 8)), ("pk", (3, 2, 2, 8)), ("pv", (3, 2, 2, 8)))}
+    inputs["n"] = np.array([6, 3, 2], dtype=np.int64)
+    inputs["m"] = RNG.random((4, 8)) > 0.2
+    patched, report = apply_patches(model, ATTENTION_PATCHES)
+    assert report.fired_counts() == {"decompose_attention": 2}
+    expected = dict(zip(["yn", "yw"], ReferenceEvaluator(model).run(None, inputs)))
+    assert (expected["yn"][2, :, 0] == 0).all()  # query 0 of batch 2 sits before every key
+    after = run_ort(patched, inputs, tmp_path)
+    got = convert_and_run_paddle(patched, inputs, tmp_path / "patched")
+    for name in expected:
+        np.testing.assert_allclose(after[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
