@@ -274,4 +274,104 @@ class _Rewrite:
         return self.b.op("Where", [allowed, zero, self.b.const(np.full([1] * rank, -np.inf), self.dtype)])
 
 
-ATTENTION_PATCHES: tuple[Patch, ...] = (DecomposeAttention(),)
+class DecomposeRotaryEmbedding(Patch):
+    """``RotaryEmbedding(x, cos_cache, sin_cache, position_ids?)`` → per token cos/sin
+    (``Gather`` of the caches at the flattened position ids, or the [B, S, R/2] caches as
+    given), spread over the head dim by ``MatMul`` with a 0/1 matrix (1 for cos on the
+    dims not rotated); y = x·cos + ``MatMul(x, M)``·sin, M the signed permutation that pairs
+    each rotated dim with its partner (halves, or neighbours when interleaved): exactly
+    ONNX's cos·x1 − sin·x2, sin·x1 + cos·x2. 3-D x is reshaped to [B, S, heads, D] and back.
+    Shapes must be static.
+
+    X2Paddle 1.6.0 has no mapping for RotaryEmbedding (``Exception: Model is not supported
+    yet.``, bridge: ``X2Paddle 1.6.0 has no mapping for op type RotaryEmbedding``); its
+    function body (the ``_expanded`` cases) gathers with [B, S] position ids and converts to
+    wrong numbers."""
+
+    name = "decompose_rotary_embedding"
+    op_types = ("RotaryEmbedding",)
+
+    def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
+        if node.domain not in ("", "ai.onnx"):
+            return MatchResult.fail(f"domain {node.domain!r}")
+        x, cos, sin = node.input[:3]
+        reason = require_float(ctx, x)
+        if reason:
+            return MatchResult.fail(reason)
+        shapes = {}
+        for name in (x, cos, sin, _input(node, 3)):
+            if name is None:
+                continue
+            shapes[name] = static_shape(ctx, name)
+            if shapes[name] is None:
+                return MatchResult.fail(f"input '{name}' shape not static ({ctx.shapes.get(name)})")
+        xs = shapes[x]
+        if len(xs) == 3:
+            heads = get_attr(node, "num_heads", 0)
+            if not heads or xs[2] % heads:
+                return MatchResult.fail(f"3-D input of hidden size {xs[2]} with num_heads={heads}")
+            head = xs[2] // heads
+        elif len(xs) == 4:
+            head = xs[3]
+        else:
+            return MatchResult.fail(f"input rank {len(xs)} (3 or 4)")
+        rot = get_attr(node, "rotary_embedding_dim", 0) or head
+        if rot % 2 or rot > head:
+            return MatchResult.fail(f"rotary_embedding_dim {rot} (even, at most the head size {head})")
+        if shapes[cos] != shapes[sin] or shapes[cos][-1] != rot // 2:
+            return MatchResult.fail(f"cos/sin caches {shapes[cos]}/{shapes[sin]} (last dim {rot // 2})")
+        pos = _input(node, 3)
+        want = [xs[0], xs[2] if len(xs) == 4 else xs[1]]
+        if (shapes[pos] if pos else shapes[cos][:-1]) != want or (pos and len(shapes[cos]) != 2):
+            return MatchResult.fail(f"position_ids/caches {shapes.get(pos)}/{shapes[cos]} for [batch, seq] {want}")
+        if elem_type(ctx, cos) != elem_type(ctx, x) or elem_type(ctx, sin) != elem_type(ctx, x):
+            return MatchResult.fail("cos/sin caches not of the input's element type")
+        return MATCH
+
+    def rewrite(self, ctx: PatchContext, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        b = Builder(ctx, node)
+        x, cos, sin = node.input[:3]
+        pos = _input(node, 3)
+        shape = static_shape(ctx, x)
+        dtype = elem_type(ctx, x)
+        if len(shape) == 3:
+            heads = get_attr(node, "num_heads")
+            batch, seq, head = shape[0], shape[1], shape[2] // heads
+            x = b.op("Reshape", [x, b.ints([batch, seq, heads, head])])
+            token_shape = [batch, seq, 1, head]
+        else:
+            batch, _, seq, head = shape
+            token_shape = [batch, 1, seq, head]
+        rot = get_attr(node, "rotary_embedding_dim", 0) or head
+        half = rot // 2
+        if get_attr(node, "interleaved", 0):
+            first, second = np.arange(half) * 2, np.arange(half) * 2 + 1
+        else:
+            first, second = np.arange(half), np.arange(half) + half
+        spread = np.zeros((half, head))  # cos/sin of pair k onto both its dims
+        spread[np.arange(half), first] = spread[np.arange(half), second] = 1
+        partner = np.zeros((head, head))  # (x @ partner)[first] = -x[second], [second] = x[first]
+        partner[second, first] = -1
+        partner[first, second] = 1
+        kept = np.ones(head)
+        kept[:rot] = 0  # cos is 1 on the dims not rotated
+
+        def per_token(cache: str, offset: np.ndarray | None) -> str:
+            if pos is not None:
+                flat = b.op("Reshape", [pos, b.ints([-1])])
+                cache = b.op("Gather", [cache, flat], axis=0)
+            full = b.op("MatMul", [cache, b.const(spread, dtype)])
+            if offset is not None:
+                full = b.op("Add", [full, b.const(offset, dtype)])
+            return b.op("Reshape", [full, b.ints(token_shape)])
+
+        rotated = b.op("Mul", [b.op("MatMul", [x, b.const(partner, dtype)]), per_token(sin, None)])
+        y = node.output[0]
+        out = b.op("Add", [b.op("Mul", [x, per_token(cos, kept if rot < head else None)]), rotated],
+                   None if len(shape) == 3 else y)
+        if len(shape) == 3:
+            b.op("Reshape", [out, b.ints(shape)], y)
+        return b.nodes
+
+
+ATTENTION_PATCHES: tuple[Patch, ...] = (DecomposeAttention(), DecomposeRotaryEmbedding())

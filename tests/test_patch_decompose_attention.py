@@ -131,3 +131,51 @@ def test_sliding_window_and_nonpad_kv_seqlen(tmp_path):
     for name in expected:
         np.testing.assert_allclose(after[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_rotary_embedding_converts_after_decomposition(tmp_path):
+    model = parse_model("""
+        <ir_version: 10, opset_import: ["" : 23]>
+        g (float[2, 3, 4, 8] x, float[10, 4] cos, float[10, 4] sin, int64[2, 4] p,
+           float[2, 4, 12] x3, float[2, 4, 2] cb, float[2, 4, 2] sb)
+          => (float[2, 3, 4, 8] y, float[2, 3, 4, 8] yi, float[2, 4, 12] y3, float[2, 4, 12] y3i) {
+            y = RotaryEmbedding (x, cos, sin, p)
+            yi = RotaryEmbedding <interleaved = 1> (x, cos, sin, p)
+            y3 = RotaryEmbedding <num_heads = 2, rotary_embedding_dim = 4> (x3, cb, sb)
+            y3i = RotaryEmbedding <num_heads = 2, rotary_embedding_dim = 4, interleaved = 1> (x3, cb, sb)
+        }""")
+    angles = RNG.random((10, 4)) * 6
+    inputs = {"x": RNG.standard_normal((2, 3, 4, 8)).astype(np.float32),
+              "cos": np.cos(angles).astype(np.float32), "sin": np.sin(angles).astype(np.float32),
+              "p": RNG.integers(0, 10, (2, 4)).astype(np.int64),
+              "x3": RNG.standard_normal((2, 4, 12)).astype(np.float32),
+              "cb": RNG.standard_normal((2, 4, 2)).astype(np.float32),
+              "sb": RNG.standard_normal((2, 4, 2)).astype(np.float32)}
+    with pytest.raises(UnsupportedModel, match=r"no mapping for op type RotaryEmbedding \(4 node"):
+        convert_and_run_paddle(model, inputs, tmp_path / "unpatched")
+    patched, report = apply_patches(model, ATTENTION_PATCHES)
+    assert report.fired_counts() == {"decompose_rotary_embedding": 4}
+    assert {n.op_type for n in patched.graph.node} <= mapped_op_types(15)
+    onnx.checker.check_model(patched, full_check=True)
+    before = run_ort(model, inputs, tmp_path)
+    after = run_ort(patched, inputs, tmp_path)
+    got = convert_and_run_paddle(patched, inputs, tmp_path / "patched")
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-6, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got[name], before[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_rotary_embedding_declines_dynamic_and_odd_dims():
+    model = parse_model("""
+        <ir_version: 10, opset_import: ["" : 23]>
+        g (float[N, 3, 4, 8] x, float[10, 4] c, float[10, 4] s, int64[N, 4] p,
+           float[1, 4, 12] x3, float[1, 4, 2] cb, float[1, 4, 2] sb) => (float[N, 3, 4, 8] y, float[1, 4, 12] y3) {
+            [dynamic] y = RotaryEmbedding (x, c, s, p)
+            [odd] y3 = RotaryEmbedding <num_heads = 2, rotary_embedding_dim = 3> (x3, cb, sb)
+        }""")
+    _, report = apply_patches(model, (PATCHES_BY_NAME["decompose_rotary_embedding"],))
+    assert report.fired == []
+    assert sorted((d.node, d.reason) for d in report.declined) == [
+        ("dynamic", "input 'x' shape not static (['N', 3, 4, 8])"),
+        ("odd", "rotary_embedding_dim 3 (even, at most the head size 6)"),
+    ]
