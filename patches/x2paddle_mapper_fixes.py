@@ -327,3 +327,37 @@ def clip_bounds() -> None:
         return
     _clip_before = _unwrapped(current)
     _install("Clip", _map_clip)
+
+
+_conv_before: dict[str, Callable] = {}
+
+
+def _map_conv_kernel_shape(self, node) -> None:
+    """Conv/ConvTranspose: without ``kernel_shape``, ONNX takes it from W's spatial dims; give
+    X2Paddle's mapper that attribute (W's declared shape; its rank alone when the dims are not
+    known, enough for a W that is a tensor: the mapper then only counts the dims)."""
+    if node.get_attr("kernel_shape") is None:
+        val_w = self.graph.get_input_node(node, idx=1, copy=True)
+        w_shape = (getattr(val_w, "out_shapes", None) or [None])[0]
+        if not w_shape:
+            val_x = self.graph.get_input_node(node, idx=0, copy=True)
+            w_shape = (getattr(val_x, "out_shapes", None) or [None])[0]
+        if w_shape and len(w_shape) >= 3:
+            node.attr_map["kernel_shape"] = [int(d) for d in w_shape[2:]]
+    _conv_before[node.layer_type](self, node)
+
+
+def conv_kernel_shape() -> None:
+    """Conv and ConvTranspose without a ``kernel_shape`` attribute (optional in ONNX: W's
+    spatial dims; the ``*_expanded`` CausalConvWithState bodies leave it out): X2Paddle's
+    ``OpSet.Conv`` (opset_legacy.py) fails with ``TypeError: object of type 'NoneType' has no
+    len()``, ``OpSet.ConvTranspose`` with ``AssertionError: kernel_shape not inferred``.
+    Wraps both to fill it in from W (``_map_conv_kernel_shape``)."""
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    for name in ("Conv", "ConvTranspose"):
+        current = opset_legacy.OpSet.__dict__[name]
+        if getattr(current, "__wrapped__", None) is _map_conv_kernel_shape:
+            continue
+        _conv_before[name] = _unwrapped(current)
+        _install(name, _map_conv_kernel_shape)

@@ -282,6 +282,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("constant_value_forms", lambda: _mapper_fixes().constant_value_forms()),
     Shim("tensor_attrs_typed_fields", lambda: _mapper_fixes().tensor_attrs_typed_fields()),
     Shim("clip_bounds", lambda: _mapper_fixes().clip_bounds()),
+    Shim("conv_kernel_shape", lambda: _mapper_fixes().conv_kernel_shape()),
     # Mappers X2Paddle lacks for ops Paddle has (patches/x2paddle_mappers_math.py).
     Shim("mappers_math", lambda: _mappers_math().install()),
 )

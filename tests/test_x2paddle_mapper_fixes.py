@@ -138,10 +138,12 @@ def test_shims_are_idempotent():
     from x2paddle.decoder.onnx_decoder import ONNXGraphNode
 
     applies = (fixes.reduce_tensor_axes, fixes.reduce_sum_tensor_axes, fixes.reduce_lp_axes,
-               fixes.constant_value_forms, fixes.tensor_attrs_typed_fields)
+               fixes.constant_value_forms, fixes.tensor_attrs_typed_fields, fixes.clip_bounds,
+               fixes.conv_kernel_shape)
     for apply in applies:
         apply()
-    ops = ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL1", "Constant", "ConstantOfShape")
+    ops = ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL1", "Constant", "ConstantOfShape", "Clip", "Conv",
+           "ConvTranspose")
     before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
     before_7, before_attr = OpSet7.ReduceL2, ONNXGraphNode.get_attribute_value
     for apply in applies:
@@ -271,3 +273,36 @@ def test_clip_bounds_match_onnx_runtime(tmp_path):
     feeds = {"x": _x(3, 4), "lo": np.array(-0.5, np.float32), "hi": np.array(0.5, np.float32),
              "q": rng.integers(-128, 128, (3, 4)).astype(np.int8), "qhi": np.array(20, np.int8)}
     _assert_matches(parse_model(CLIPS), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- conv_kernel_shape
+
+CONVS = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 2, 6, 6] x, float[3, 2, 3, 3] w_in) => (float[N, 3, 4, 4] fixed, float[N, 3, 6, 6] given, float[N, 3, 8, 8] up)
+  <float[3, 2, 3, 3] w = {WEIGHTS}, float[2, 3, 3, 3] wt = {WEIGHTS}> {
+    fixed = Conv (x, w)
+    given = Conv <pads = [1, 1, 1, 1]> (x, w_in)
+    up = ConvTranspose (x, wt)
+}
+"""
+
+
+def _convs():
+    weights = ", ".join(str(v) for v in np.round(_x(54) * 0.5, 3))
+    return parse_model(CONVS.replace("{WEIGHTS}", "{" + weights + "}"))
+
+
+def test_conv_without_kernel_shape_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 1, 5] x) => (float[N, 1, 3] y) <float[1, 1, 3] w = {1, 2, 3}> { y = Conv (x, w) }
+    """)
+    proc, out = _without(model, tmp_path, "conv_kernel_shape")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "TypeError: object of type 'NoneType' has no len()" in out
+
+
+def test_convs_without_kernel_shape_match_onnx_runtime(tmp_path):
+    feeds = {"x": _x(2, 2, 6, 6), "w_in": np.random.default_rng(2).standard_normal((3, 2, 3, 3)).astype(np.float32)}
+    _assert_matches(_convs(), feeds, tmp_path)
