@@ -132,19 +132,17 @@ def _same_padding(view: GraphView, node, k: int, strides, what: str) -> Iterator
 
 @rule("Conv")
 def _conv(view: GraphView, node) -> Iterator[Found]:
+    # No kernel_shape: bridge's conv_kernel_shape shim fills it in from W.
     kernel = attr(node, "kernel_shape")
-    if kernel is None:  # Conv: convnd = len(kernel_shape) with None (ONNX infers it from W)
-        yield "conv_kernel", ATTRIBUTE_FORM, "error", "no kernel_shape attribute: X2Paddle reads its length"
-    elif attr(node, "auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+    if kernel is not None and attr(node, "auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
         yield from _same_padding(view, node, len(kernel), attr(node, "strides", [1] * len(kernel)), "conv")
 
 
 @rule("ConvTranspose")
 def _conv_transpose(view: GraphView, node) -> Iterator[Found]:
-    kernel = attr(node, "kernel_shape")
-    if not kernel:  # assert kernel_shape, 'kernel_shape not inferred'
-        yield "convt_kernel", ATTRIBUTE_FORM, "error", "no kernel_shape attribute: X2Paddle asserts it"
-    elif len(kernel) not in (2, 3):  # assert 2 <= convnd <= 3; verified with a 1-D ConvTranspose
+    # No kernel_shape: bridge's conv_kernel_shape shim fills it in from W.
+    kernel = attr(node, "kernel_shape") or (view.shapes.get(node.input[1]) or [])[2:]
+    if kernel and len(kernel) not in (2, 3):  # assert 2 <= convnd <= 3; verified with a 1-D ConvTranspose
         yield "convt_nd", ATTRIBUTE_FORM, "error", f"{len(kernel)}-D kernel: X2Paddle maps 2-D and 3-D ConvTranspose only"
     if view.rank(node.input[0]) is None:  # reads val_x.out_shapes[0][2] and [3]
         yield "convt_rank", UNKNOWN_RANK, "error", "X2Paddle reads input dims 2 and 3, and its shape inference has no rank"
@@ -194,10 +192,7 @@ def _squeeze(view: GraphView, node) -> Iterator[Found]:
 # bridge's reduce_sum_tensor_axes shim maps it (patches/x2paddle_mapper_fixes.py), so no rule.
 
 
-@rule("ReduceL1", "ReduceL2")
-def _reduce_norm(view: GraphView, node) -> Iterator[Found]:
-    if len(present(node)) > 1:  # ReduceL1/L2 read the axes attribute only (opset 18 form)
-        yield "reduce_axes_input", ATTRIBUTE_FORM, "mismatch", "axes given as an input: X2Paddle reads only the attribute and reduces all axes"
+# ReduceL1/L2 with an axes input: bridge's reduce_lp_axes shim maps it.
 
 
 @rule("CumSum")
