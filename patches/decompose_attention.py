@@ -1,9 +1,10 @@
-"""``Attention`` (opset 23), which X2Paddle 1.6.0 has no mapping for, rewritten into
-``MatMul``, ``Softmax`` and elementwise ops.
+"""``Attention`` and ``RotaryEmbedding`` (opset 23+), which X2Paddle 1.6.0 has no mapping for,
+rewritten into ``MatMul``, ``Softmax`` and elementwise ops.
 
 Without this X2Paddle's op checker lists the op and raises ``Exception: Model is not supported
 yet.``; bridge's convert stage refuses the model first with ``UnsupportedModel: node '...'
-(Attention): X2Paddle 1.6.0 has no mapping for op type Attention``.
+(Attention): X2Paddle 1.6.0 has no mapping for op type Attention``. float16 attention still
+fails in Paddle on CPU (``multiply`` has no float16 kernel), bfloat16 is declined.
 """
 from __future__ import annotations
 
