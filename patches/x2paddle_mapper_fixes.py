@@ -361,3 +361,43 @@ def conv_kernel_shape() -> None:
             continue
         _conv_before[name] = _unwrapped(current)
         _install(name, _map_conv_kernel_shape)
+
+
+_gather_before: Callable | None = None
+
+
+def _map_gather(self, node) -> None:
+    """Gather on axis 0 of a graph input (or computed tensor X2Paddle's decoder holds as a data
+    node without a weight) with indices of rank != 1: ``gather_nd(x, unsqueeze(indices, -1))``
+    (ONNX's output, ``indices.shape + x.shape[1:]``); every other form as X2Paddle maps it."""
+    from x2paddle.decoder.onnx_decoder import ONNXGraphDataNode
+
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    indices = self.graph.get_input_node(node, idx=1, copy=True)
+    axis = node.get_attr("axis", 0)
+    x_rank = len((val_x.out_shapes or [[]])[0] or [])
+    indices_shape = (indices.out_shapes or [None])[0]
+    if (isinstance(val_x, ONNXGraphDataNode) and getattr(val_x, "weight", None) is None
+            and axis in (0, -x_rank) and indices_shape is not None and len(indices_shape) != 1):
+        index = node.name + "_gather_index"
+        self.paddle_graph.add_layer("paddle.unsqueeze", inputs={"x": indices.name}, outputs=[index], axis=-1)
+        self.paddle_graph.add_layer("paddle.gather_nd", inputs={"x": val_x.name, "index": index},
+                                    outputs=[node.name])
+        return
+    _gather_before(self, node)
+
+
+def gather_input_table() -> None:
+    """Gather on axis 0 of a graph input with multi-dimensional indices (NegativeLogLikelihoodLoss'
+    ``*_expanded`` bodies gather the class weights this way): X2Paddle's ``OpSet.Gather``
+    (opset_legacy.py) takes any data node for an embedding table, reads its weight (None for a
+    graph input) and ``embedding_dim=val_x_shape[1]`` (``IndexError: list index out of
+    range`` for a 1-D one). Wraps it to map that form with ``gather_nd`` (``_map_gather``)."""
+    global _gather_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["Gather"]
+    if getattr(current, "__wrapped__", None) is _map_gather:
+        return
+    _gather_before = _unwrapped(current)
+    _install("Gather", _map_gather)

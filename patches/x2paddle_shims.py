@@ -283,6 +283,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("tensor_attrs_typed_fields", lambda: _mapper_fixes().tensor_attrs_typed_fields()),
     Shim("clip_bounds", lambda: _mapper_fixes().clip_bounds()),
     Shim("conv_kernel_shape", lambda: _mapper_fixes().conv_kernel_shape()),
+    Shim("gather_input_table", lambda: _mapper_fixes().gather_input_table()),
     # Mappers X2Paddle lacks for ops Paddle has (patches/x2paddle_mappers_math.py).
     Shim("mappers_math", lambda: _mappers_math().install()),
 )

@@ -139,11 +139,11 @@ def test_shims_are_idempotent():
 
     applies = (fixes.reduce_tensor_axes, fixes.reduce_sum_tensor_axes, fixes.reduce_lp_axes,
                fixes.constant_value_forms, fixes.tensor_attrs_typed_fields, fixes.clip_bounds,
-               fixes.conv_kernel_shape)
+               fixes.conv_kernel_shape, fixes.gather_input_table)
     for apply in applies:
         apply()
     ops = ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL1", "Constant", "ConstantOfShape", "Clip", "Conv",
-           "ConvTranspose")
+           "ConvTranspose", "Gather")
     before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
     before_7, before_attr = OpSet7.ReduceL2, ONNXGraphNode.get_attribute_value
     for apply in applies:
@@ -306,3 +306,32 @@ def test_conv_without_kernel_shape_fails_without_the_fix(tmp_path):
 def test_convs_without_kernel_shape_match_onnx_runtime(tmp_path):
     feeds = {"x": _x(2, 2, 6, 6), "w_in": np.random.default_rng(2).standard_normal((3, 2, 3, 3)).astype(np.float32)}
     _assert_matches(_convs(), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- gather_input_table
+
+GATHERS = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[5] w, float[5, 3] table, int64[N, 2] idx) => (float[N, 2] picked, float[N, 2, 3] rows) {
+    picked = Gather (w, idx)
+    rows = Gather <axis = 0> (table, idx)
+}
+"""
+
+
+def _gather_feeds() -> dict[str, np.ndarray]:
+    return {"w": _x(5), "table": _x(5, 3), "idx": np.array([[0, 4], [2, 2], [3, 1]], np.int64)}
+
+
+def test_gather_on_input_table_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[5] w, int64[N, 2] idx) => (float[N, 2] y) { y = Gather (w, idx) }
+    """)
+    proc, out = _without(model, tmp_path, "gather_input_table")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "IndexError: list index out of range" in out
+
+
+def test_gathers_match_onnx_runtime(tmp_path):
+    _assert_matches(parse_model(GATHERS), _gather_feeds(), tmp_path)
