@@ -256,6 +256,12 @@ def _mapper_fixes():
     return x2paddle_mapper_fixes
 
 
+def _mappers_tensor():
+    from bridge.patches import x2paddle_mappers_tensor
+
+    return x2paddle_mappers_tensor
+
+
 @dataclass(frozen=True)
 class Shim:
     name: str
@@ -286,6 +292,8 @@ SHIMS: tuple[Shim, ...] = (
     Shim("gather_input_table", lambda: _mapper_fixes().gather_input_table()),
     # Mappers X2Paddle lacks for ops Paddle has (patches/x2paddle_mappers_math.py).
     Shim("mappers_math", lambda: _mappers_math().install()),
+    # Mappers X2Paddle lacks for tensor ops Paddle has (patches/x2paddle_mappers_tensor.py).
+    Shim("mappers_tensor", lambda: _mappers_tensor().install()),
 )
 
 _installed = False
