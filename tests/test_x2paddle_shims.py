@@ -713,7 +713,7 @@ def test_install_applies_every_shim_in_order():
         "decoder_streams_weights", "release_weights_after_dump", "reduce_sum_keepdims",
         "reduce_tensor_axes", "reduce_sum_tensor_axes", "reduce_lp_axes", "constant_value_forms",
         "tensor_attrs_typed_fields", "clip_bounds", "conv_kernel_shape",
-        "gather_input_table", "mappers_math" "mappers_tensor",
+        "gather_input_table", "mappers_math", "mappers_tensor",
     ]
     x2paddle_shims.install()
     x2paddle_shims.install()  # once per process; a second call is a no-op
