@@ -34,6 +34,25 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
 COMMON = {"gpu": {"memory_pool_mb": 256, "device_id": 0}, "glog_info": False}
 DEFAULT_SETTINGS = {**COMMON, **CANDIDATES[0][1], "chosen": CANDIDATES[0][0]}
 
+# Ops whose oneDNN kernel kills the process in Paddle Inference 3.3.1 instead of failing:
+# no oneDNN candidate is tried on a program holding one (a check cannot catch a heap
+# corruption; it aborts the conversion).
+ONEDNN_CRASHES = {
+    "pad": "oneDNN's pad kernel corrupts the heap (\"corrupted double-linked list\", \"malloc(): invalid "
+           "size\"); bridge maps constant Pads to pad3d where it can (patches/x2paddle_pad_constant.py)",
+}
+
+
+def program_ops(paddle_dir: Path) -> set[str]:
+    """Op names of the saved inference program (``pad3d``, ``conv2d``...); empty if unreadable."""
+    try:
+        data = json.loads((paddle_dir / "inference_model" / "model.json").read_text())
+        ops = data["program"]["regions"][0]["blocks"][0]["ops"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return set()
+    return {op.get("#", "").split(".")[-1] for op in ops}
+
+
 # Loose on purpose: this tells a broken pass (1e-2 and worse) from float noise, and
 # `bridge validate` then applies the real tolerances.
 CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
@@ -49,12 +68,17 @@ def choose(paddle_dir: Path, feeds: list[dict[str, np.ndarray]], inputs: dict[st
     """Write and return the first candidate whose Paddle Inference outputs match dygraph's."""
     from bridge.runners import PaddleDygraphRunner, PaddleInferenceRunner
 
+    crashing = sorted(program_ops(paddle_dir) & set(ONEDNN_CRASHES))
+    fallback = copy.deepcopy(DEFAULT_SETTINGS)
+    if crashing:  # the first candidate without oneDNN
+        name, candidate = next((n, c) for n, c in CANDIDATES if not c["cpu"]["mkldnn"])
+        fallback = {**COMMON, **copy.deepcopy(candidate), "chosen": name}
     try:
         dygraph = PaddleDygraphRunner(paddle_dir, inputs, output_names)
         expected = [dygraph.run(f) for f in feeds]
     except Exception as exc:  # no reference to check against: keep the default, say why
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        chosen = copy.deepcopy(DEFAULT_SETTINGS)
+        chosen = fallback
         chosen["tried"] = [{"settings": None, "ok": False,
                             "error": f"not checked: Paddle dygraph failed on seeded inputs: {type(exc).__name__}: {first}"[:300]}]
         (paddle_dir / SETTINGS_FILE).write_text(json.dumps(chosen, indent=2) + "\n")
@@ -63,6 +87,10 @@ def choose(paddle_dir: Path, feeds: list[dict[str, np.ndarray]], inputs: dict[st
     chosen = None
     for name, candidate in CANDIDATES:
         settings = {**COMMON, **copy.deepcopy(candidate), "chosen": name}
+        if crashing and candidate["cpu"]["mkldnn"]:
+            tried.append({"settings": name, "ok": False, "skipped": f"the program has op {crashing[0]!r}: "
+                          f"{ONEDNN_CRASHES[crashing[0]]}"})
+            continue
         try:
             runner = PaddleInferenceRunner(paddle_dir, inputs, output_names, settings=settings)
             worst = 0.0
@@ -82,8 +110,8 @@ def choose(paddle_dir: Path, feeds: list[dict[str, np.ndarray]], inputs: dict[st
         if ok:
             chosen = settings
             break
-    if chosen is None:  # none agrees: keep the fastest; validate will report the mismatch
-        chosen = copy.deepcopy(DEFAULT_SETTINGS)
+    if chosen is None:  # none agrees: keep the fastest that runs; validate will report the mismatch
+        chosen = fallback
     chosen["tried"] = tried
     (paddle_dir / SETTINGS_FILE).write_text(json.dumps(chosen, indent=2) + "\n")
     return chosen

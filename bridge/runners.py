@@ -119,6 +119,8 @@ def inference_config(inference_dir: Path, device: str = "cpu", threads: int | No
         if cpu["mkldnn"]:
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(cpu["mkldnn_cache_capacity"])  # kernel cache per input shape
+        else:  # Paddle 3.3.1 turns oneDNN on unless told otherwise
+            config.disable_mkldnn()
         if threads or cpu.get("math_threads"):
             config.set_cpu_math_library_num_threads(threads or cpu["math_threads"])
     for name in settings.get("delete_passes", []):

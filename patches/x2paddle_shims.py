@@ -238,6 +238,12 @@ def reduce_sum_keepdims() -> None:
         opset_legacy.OpSet.ReduceSum = mapped
 
 
+def _pad_constant():
+    from bridge.patches import x2paddle_pad_constant
+
+    return x2paddle_pad_constant
+
+
 def _linear_time():
     from bridge.patches import x2paddle_linear_time
 
@@ -281,6 +287,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("decoder_streams_weights", decoder_streams_weights),
     Shim("release_weights_after_dump", release_weights_after_dump),
     Shim("reduce_sum_keepdims", reduce_sum_keepdims),
+    Shim("pad_constant", lambda: _pad_constant().pad_constant()),  # patches/x2paddle_pad_constant.py
     # Mapper bugs (patches/x2paddle_mapper_fixes.py); reduce_sum_tensor_axes wraps reduce_sum_keepdims.
     Shim("reduce_tensor_axes", lambda: _mapper_fixes().reduce_tensor_axes()),
     Shim("reduce_sum_tensor_axes", lambda: _mapper_fixes().reduce_sum_tensor_axes()),

@@ -710,7 +710,7 @@ def test_install_applies_every_shim_in_order():
     assert [s.name for s in x2paddle_shims.SHIMS] == [
         "require_undeclared_deps", "import_onnx_version", "provide_onnx_mapping", "disable_feedback", "exit_raises",
         "pattern_matcher_linear", "name_struct_linear",
-        "decoder_streams_weights", "release_weights_after_dump", "reduce_sum_keepdims",
+        "decoder_streams_weights", "release_weights_after_dump", "reduce_sum_keepdims", "pad_constant",
         "reduce_tensor_axes", "reduce_sum_tensor_axes", "reduce_lp_axes", "constant_value_forms",
         "tensor_attrs_typed_fields", "clip_bounds", "conv_kernel_shape",
         "gather_input_table", "mappers_math", "mappers_tensor",
