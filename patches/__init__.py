@@ -29,11 +29,13 @@ from bridge.patches.drop_unit_dilations import DropUnitDilations
 from bridge.patches.flatten_dynamic_dims import FlattenDynamicDims
 from bridge.patches.gru_unroll import GruUnroll
 from bridge.patches.lstm_initial_states import LstmInitialStates
+from bridge.patches.maxpool_dilated import MaxPoolDilated
 from bridge.patches.maxpool_unbatched import MaxPoolUnbatched
 from bridge.patches.opset_fit import OpsetFit
 from bridge.patches.pool_default_strides import PoolDefaultStrides
 from bridge.patches.resize_half_pixel import ResizeHalfPixel
 from bridge.patches.softmax_default_axis import SoftmaxDefaultAxis
+from bridge.patches.sum_variadic import SumVariadic
 
 DEFAULT_PATCHES: tuple[Patch, ...] = (
     # First: it makes the graph valid ONNX again (it keeps the pool's other attributes,
@@ -41,6 +43,9 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     MaxPoolUnbatched(),
     # After maxpool_unbatched, which can leave all-ones dilations on the rewritten pool.
     DropUnitDilations(),
+    # After maxpool_unbatched (ordinary pools) and drop_unit_dilations (what is left has real
+    # dilations): X2Paddle and Paddle have no dilated max pool.
+    MaxPoolDilated(),
     PoolDefaultStrides(),
     SoftmaxDefaultAxis(),
     # The rest touch disjoint op types and do not depend on each other's output.
@@ -53,6 +58,7 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     FlattenDynamicDims(),
     ResizeHalfPixel(),
     CastLikeToCast(),
+    SumVariadic(),
     # Decompositions of ops X2Paddle 1.6.0 does not map into ops it maps (several rewrite
     # classes per file, one per op or op family). Last: they write only ops that no patch
     # above rewrites, so nothing above needs to see their output.

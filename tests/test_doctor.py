@@ -225,8 +225,6 @@ BLOCKING = [
     ("constantofshape-inf", raw_tensor_attributes(graph("s = Shape (x)\n[n0] m = ConstantOfShape <value = float[1] {-inf}> (s)\ny = Max (x, m)")),
      "n0", "cos_infinity", "constant_value"),
     ("tensor-name-not-python", graph("[n0] h_plus = Relu (x)\ny = Add (h_plus, x)"), "h+1", "tensor_name", "invalid_name"),
-    ("sum-of-three", graph("[n0] y = Sum (x, x2, x3)", 13, "(float[N, 3] x, float[N, 3] x2, float[N, 3] x3) => (float[N, 3] y)"),
-     "n0", "sum_inputs", "attribute_form"),
     ("shape-start", graph("[n0] s = Shape <start = 1> (x)\ny = Cast <to = 1> (s)", 15, "(float[N, M, 4] x) => (float[2] y)"),
      "n0", "shape_slice", "attribute_form"),
     ("uint32-cast", graph("[n0] y = Cast <to = 12> (x)", 13, "(float[N, 3] x) => (uint32[N, 3] y)"), "n0", "cast_to", "dtype_unsupported"),
@@ -264,6 +262,13 @@ def test_fixes_are_credited_to_their_patch():
     pool = graph("[pool0] y = AveragePool <kernel_shape = [2, 2]> (x)", 13, "(float[N, 3, 8, 8] x) => (float[N, 3, 7, 7] y)")
     [finding] = diagnose(pool).findings
     assert (finding.rule, finding.severity, finding.fixed_by) == ("pool_strides", "mismatch", "pool_default_strides")
+    three = graph("[n0] y = Sum (x, x2, x3)", 13, "(float[N, 3] x, float[N, 3] x2, float[N, 3] x3) => (float[N, 3] y)")
+    [finding] = diagnose(three).findings
+    assert (finding.node, finding.rule, finding.fixed_by, finding.blocking) == ("n0", "sum_inputs", "sum_variadic", False)
+
+    dilated = graph("[mp0] y = MaxPool <kernel_shape = [3], dilations = [2]> (x)", 13, "(float[N, 3, 9] x) => (float[N, 3, 5] y)")
+    found = {f.rule: f for f in diagnose(dilated).findings}
+    assert (found["maxpool_dilations"].fixed_by, found["maxpool_dilations"].blocking) == ("maxpool_dilated", False)
     # ReduceMean/Max/Min/Prod with an axes input (opset 18): bridge's reduce_tensor_axes shim maps
     # them, so the doctor's directly_map_inputs no longer finds them (tests/test_x2paddle_mapper_fixes.py)
 

@@ -1,0 +1,115 @@
+"""``MaxPool(x, kernel k, strides s, pads p, dilations d ≠ 1)`` → ``Pad(x, p, lowest)`` then
+``Max`` (pairwise) of the ``prod(k)`` strided ``Slice``s, one per kernel offset ``o``:
+``Slice(starts=o·d, ends=o·d + (out−1)·s + 1, steps=s)`` on the spatial axes.
+
+X2Paddle 1.6.0's MaxPool mapper (``op_mapper/onnx2paddle/opset_legacy.py::OpSet.MaxPool``)
+asserts "only dilations = 0 is supported" for any dilation other than 1, and Paddle's
+``max_pool*d`` has no dilation (onnx's pytorch-converted ``test_MaxPool1d_stride_padding_dilation``
+and ``test_MaxPool2d_stride_padding_dilation``). Padding uses float32's lowest value instead of
+-inf (X2Paddle writes ``-inf`` into Python code as a bare name); a window is never all padding
+(ONNX requires pads < kernel extent), so the maximum is the same. Declines: ``ceil_mode``,
+``auto_pad``, the ``Indices`` output, spatial shapes not static, more than 64 kernel offsets.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext
+
+MAX_OFFSETS = 64
+
+
+def _ints(node: onnx.NodeProto, name: str, default: list[int]) -> list[int]:
+    attr = next((a for a in node.attribute if a.name == name), None)
+    return list(attr.ints) if attr is not None else default
+
+
+class MaxPoolDilated(Patch):
+    name = "maxpool_dilated"
+    op_types = ("MaxPool",)
+
+    def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
+        kernel = _ints(node, "kernel_shape", [])
+        dilations = _ints(node, "dilations", [1] * len(kernel))
+        if not kernel or all(d == 1 for d in dilations):
+            return MatchResult.fail("no dilation other than 1")
+        if len(node.output) > 1 and node.output[1]:
+            return MatchResult.fail("the Indices output is used")
+        attrs = {a.name: a for a in node.attribute}
+        if "ceil_mode" in attrs and attrs["ceil_mode"].i:
+            return MatchResult.fail("ceil_mode=1")
+        if "auto_pad" in attrs and attrs["auto_pad"].s not in (b"", b"NOTSET"):
+            return MatchResult.fail(f"auto_pad {attrs['auto_pad'].s.decode()}")
+        shape = ctx.shapes.get(node.input[0])
+        if shape is None or len(shape) != len(kernel) + 2 or not all(isinstance(d, int) and d > 0 for d in shape[2:]):
+            return MatchResult.fail(f"spatial shape of {node.input[0]!r} not static: {shape}")
+        if int(np.prod(kernel)) > MAX_OFFSETS:
+            return MatchResult.fail(f"{int(np.prod(kernel))} kernel offsets (> {MAX_OFFSETS})")
+        if self._out_sizes(ctx, node) is None:
+            return MatchResult.fail("empty output")
+        return MATCH
+
+    @staticmethod
+    def _out_sizes(ctx: PatchContext, node: onnx.NodeProto) -> list[int] | None:
+        kernel = _ints(node, "kernel_shape", [])
+        n = len(kernel)
+        strides, dilations = _ints(node, "strides", [1] * n), _ints(node, "dilations", [1] * n)
+        pads = _ints(node, "pads", [0] * 2 * n)
+        spatial = ctx.shapes[node.input[0]][2:]
+        sizes = [(spatial[i] + pads[i] + pads[n + i] - dilations[i] * (kernel[i] - 1) - 1) // strides[i] + 1
+                 for i in range(n)]
+        return sizes if all(s > 0 for s in sizes) else None
+
+    def rewrite(self, ctx: PatchContext, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        kernel = _ints(node, "kernel_shape", [])
+        n = len(kernel)
+        strides, dilations = _ints(node, "strides", [1] * n), _ints(node, "dilations", [1] * n)
+        pads = _ints(node, "pads", [0] * 2 * n)
+        out = self._out_sizes(ctx, node)
+        base = node.name or node.output[0]
+        nodes: list[onnx.NodeProto] = []
+        x = node.input[0]
+        if any(pads):
+            pads_name = ctx.fresh_name(f"{base}_pads")
+            lowest_name = ctx.fresh_name(f"{base}_lowest")
+            ctx.model.graph.initializer.extend([
+                numpy_helper.from_array(np.array([0, 0, *pads[:n], 0, 0, *pads[n:]], np.int64), pads_name),
+                numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32), lowest_name),
+            ])
+            padded = ctx.fresh_name(f"{base}_padded")
+            nodes.append(helper.make_node("Pad", [x, pads_name, lowest_name], [padded], mode="constant",
+                                          name=ctx.fresh_name(f"{base}_pad")))
+            x = padded
+        axes_name = ctx.fresh_name(f"{base}_axes")
+        steps_name = ctx.fresh_name(f"{base}_steps")
+        ctx.model.graph.initializer.extend([
+            numpy_helper.from_array(np.arange(2, 2 + n, dtype=np.int64), axes_name),
+            numpy_helper.from_array(np.array(strides, np.int64), steps_name),
+        ])
+        acc = None
+        offsets = list(itertools.product(*[range(k) for k in kernel]))
+        for j, offset in enumerate(offsets):
+            starts = [o * d for o, d in zip(offset, dilations)]
+            ends = [st + (size - 1) * s + 1 for st, size, s in zip(starts, out, strides)]
+            starts_name, ends_name = ctx.fresh_name(f"{base}_starts{j}"), ctx.fresh_name(f"{base}_ends{j}")
+            ctx.model.graph.initializer.extend([
+                numpy_helper.from_array(np.array(starts, np.int64), starts_name),
+                numpy_helper.from_array(np.array(ends, np.int64), ends_name),
+            ])
+            window = ctx.fresh_name(f"{base}_window{j}")
+            nodes.append(helper.make_node("Slice", [x, starts_name, ends_name, axes_name, steps_name], [window],
+                                          name=ctx.fresh_name(f"{base}_slice{j}")))
+            if acc is None:
+                acc = window
+                continue
+            last = j == len(offsets) - 1
+            target = node.output[0] if last else ctx.fresh_name(f"{base}_max{j}")
+            nodes.append(helper.make_node("Max", [acc, window], [target], name=ctx.fresh_name(f"{base}_maxof{j}")))
+            acc = target
+        if len(offsets) == 1:
+            nodes.append(helper.make_node("Identity", [acc], [node.output[0]], name=ctx.fresh_name(f"{base}_id")))
+        return nodes
