@@ -73,7 +73,8 @@ def build_runtime(work: Path, name: str, threads: int):
     manifest = Manifest.load(work)
     convert = manifest.data["stages"]["convert"]
     input_names = [s["name"] for s in manifest.data["inputs"]]
-    inputs = {n: convert["paddle_inputs"][n] for n in input_names}
+    # the inputs the Paddle model takes, in the manifest's order (X2Paddle drops unread ones)
+    inputs = {n: convert["paddle_inputs"][n] for n in input_names if n in convert["paddle_inputs"]}
     outputs = convert["paddle_outputs"]
     paddle_dir = work / PADDLE_DIR
     if name == "onnxruntime":
@@ -110,6 +111,7 @@ def build_runtime(work: Path, name: str, threads: int):
     runner = r.PaddleInferenceRunner.__new__(r.PaddleInferenceRunner)  # its run(), this config
     runner.predictor = inference.create_predictor(config)
     runner.inputs, runner.output_names = inputs, outputs
+    runner.rank0_outputs, runner.reshaped_outputs = frozenset(), set()  # what __init__ sets besides
     return runner, {"threads": config.cpu_math_library_num_threads(), "onednn": config.mkldnn_enabled()}
 
 

@@ -150,7 +150,8 @@ def load_models(work: Path):
     if module is None:
         raise BridgeError(f"{work}: the train check needs a torch source (this one was converted from ONNX)")
     conv = manifest.data["stages"]["convert"]
-    inputs = {s["name"]: conv["paddle_inputs"][s["name"]] for s in manifest.data["inputs"]}
+    inputs = {s["name"]: conv["paddle_inputs"][s["name"]] for s in manifest.data["inputs"]
+              if s["name"] in conv["paddle_inputs"]}  # X2Paddle drops graph inputs its code never reads
     paddle_model = PaddleDygraphRunner(work / PADDLE_DIR, inputs, conv["paddle_outputs"]).model
     return module, paddle_model, manifest
 

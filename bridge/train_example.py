@@ -165,7 +165,8 @@ def write_train_example(work: Path, config: TrainConfig | None = None) -> Path:
     outputs = manifest.data["output_names"]
     output_index = outputs.index(config.output) if config.output else 0
     paddle_inputs = manifest.data["stages"]["convert"]["paddle_inputs"]
-    inputs = [(paddle_inputs[s["name"]], list(s["shape"][1:]), s["dtype"]) for s in manifest.data["inputs"]]
+    inputs = [(paddle_inputs[s["name"]], list(s["shape"][1:]), s["dtype"]) for s in manifest.data["inputs"]
+              if s["name"] in paddle_inputs]  # X2Paddle drops graph inputs its code never reads
     helpers = ("synthetic_target",) + opt.helpers + loss.helpers
     step_args = "float(loss)" if config.schedule in training.METRIC_SCHEDULES else ""
     text = TEMPLATE.format(

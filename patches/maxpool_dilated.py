@@ -1,6 +1,7 @@
-"""``MaxPool(x, kernel k, strides s, pads p, dilations d ≠ 1)`` → ``Pad(x, p, lowest)`` then
-``Max`` (pairwise) of the ``prod(k)`` strided ``Slice``s, one per kernel offset ``o``:
-``Slice(starts=o·d, ends=o·d + (out−1)·s + 1, steps=s)`` on the spatial axes.
+"""``MaxPool(x, kernel k, strides s, pads p, dilations d ≠ 1)`` → ``Pad(x, p, lowest)``,
+then axis by axis ``Max`` (pairwise) of the ``k`` strided ``Slice``s along that axis, one per
+kernel tap ``o``: ``Slice(starts=o·d, ends=o·d + (out−1)·s + 1, steps=s)`` (the max over a
+box is the max over each axis in turn: ``sum(k)`` slices, not ``prod(k)``).
 
 X2Paddle 1.6.0's MaxPool mapper (``op_mapper/onnx2paddle/opset_legacy.py::OpSet.MaxPool``)
 asserts "only dilations = 0 is supported" for any dilation other than 1, and Paddle's
@@ -8,11 +9,9 @@ asserts "only dilations = 0 is supported" for any dilation other than 1, and Pad
 and ``test_MaxPool2d_stride_padding_dilation``). Padding uses float32's lowest value instead of
 -inf (X2Paddle writes ``-inf`` into Python code as a bare name); a window is never all padding
 (ONNX requires pads < kernel extent), so the maximum is the same. Declines: ``ceil_mode``,
-``auto_pad``, the ``Indices`` output, spatial shapes not static, more than 64 kernel offsets.
+``auto_pad``, the ``Indices`` output, spatial shapes not static, more than 256 kernel taps over all axes.
 """
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import onnx
@@ -20,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext
 
-MAX_OFFSETS = 64
+MAX_OFFSETS = 256  # one Slice + Max per tap; onnx's test_MaxPool1d_stride_padding_dilation has 200
 
 
 def _ints(node: onnx.NodeProto, name: str, default: list[int]) -> list[int]:
@@ -47,8 +46,8 @@ class MaxPoolDilated(Patch):
         shape = ctx.shapes.get(node.input[0])
         if shape is None or len(shape) != len(kernel) + 2 or not all(isinstance(d, int) and d > 0 for d in shape[2:]):
             return MatchResult.fail(f"spatial shape of {node.input[0]!r} not static: {shape}")
-        if int(np.prod(kernel)) > MAX_OFFSETS:
-            return MatchResult.fail(f"{int(np.prod(kernel))} kernel offsets (> {MAX_OFFSETS})")
+        if sum(kernel) > MAX_OFFSETS:
+            return MatchResult.fail(f"{sum(kernel)} kernel taps over all axes (> {MAX_OFFSETS})")
         if self._out_sizes(ctx, node) is None:
             return MatchResult.fail("empty output")
         return MATCH
@@ -84,32 +83,32 @@ class MaxPoolDilated(Patch):
             nodes.append(helper.make_node("Pad", [x, pads_name, lowest_name], [padded], mode="constant",
                                           name=ctx.fresh_name(f"{base}_pad")))
             x = padded
-        axes_name = ctx.fresh_name(f"{base}_axes")
-        steps_name = ctx.fresh_name(f"{base}_steps")
-        ctx.model.graph.initializer.extend([
-            numpy_helper.from_array(np.arange(2, 2 + n, dtype=np.int64), axes_name),
-            numpy_helper.from_array(np.array(strides, np.int64), steps_name),
-        ])
-        acc = None
-        offsets = list(itertools.product(*[range(k) for k in kernel]))
-        for j, offset in enumerate(offsets):
-            starts = [o * d for o, d in zip(offset, dilations)]
-            ends = [st + (size - 1) * s + 1 for st, size, s in zip(starts, out, strides)]
-            starts_name, ends_name = ctx.fresh_name(f"{base}_starts{j}"), ctx.fresh_name(f"{base}_ends{j}")
+        # Max over a box is max over each axis in turn: one axis at a time, sum(k) slices, not prod(k).
+        for i in range(n):
+            last_axis = i == n - 1
+            axes_name, steps_name = ctx.fresh_name(f"{base}_axis{i}"), ctx.fresh_name(f"{base}_step{i}")
             ctx.model.graph.initializer.extend([
-                numpy_helper.from_array(np.array(starts, np.int64), starts_name),
-                numpy_helper.from_array(np.array(ends, np.int64), ends_name),
+                numpy_helper.from_array(np.array([2 + i], np.int64), axes_name),
+                numpy_helper.from_array(np.array([strides[i]], np.int64), steps_name),
             ])
-            window = ctx.fresh_name(f"{base}_window{j}")
-            nodes.append(helper.make_node("Slice", [x, starts_name, ends_name, axes_name, steps_name], [window],
-                                          name=ctx.fresh_name(f"{base}_slice{j}")))
-            if acc is None:
-                acc = window
-                continue
-            last = j == len(offsets) - 1
-            target = node.output[0] if last else ctx.fresh_name(f"{base}_max{j}")
-            nodes.append(helper.make_node("Max", [acc, window], [target], name=ctx.fresh_name(f"{base}_maxof{j}")))
-            acc = target
-        if len(offsets) == 1:
-            nodes.append(helper.make_node("Identity", [acc], [node.output[0]], name=ctx.fresh_name(f"{base}_id")))
+            acc = None
+            for o in range(kernel[i]):
+                start = o * dilations[i]
+                starts_name, ends_name = ctx.fresh_name(f"{base}_starts{i}_{o}"), ctx.fresh_name(f"{base}_ends{i}_{o}")
+                ctx.model.graph.initializer.extend([
+                    numpy_helper.from_array(np.array([start], np.int64), starts_name),
+                    numpy_helper.from_array(np.array([start + (out[i] - 1) * strides[i] + 1], np.int64), ends_name),
+                ])
+                window = ctx.fresh_name(f"{base}_window{i}_{o}")
+                nodes.append(helper.make_node("Slice", [x, starts_name, ends_name, axes_name, steps_name], [window],
+                                              name=ctx.fresh_name(f"{base}_slice{i}_{o}")))
+                if acc is None:
+                    acc = window
+                    continue
+                target = node.output[0] if (last_axis and o == kernel[i] - 1) else ctx.fresh_name(f"{base}_max{i}_{o}")
+                nodes.append(helper.make_node("Max", [acc, window], [target], name=ctx.fresh_name(f"{base}_maxof{i}_{o}")))
+                acc = target
+            x = acc
+        if x != node.output[0]:  # a last axis of kernel 1
+            nodes.append(helper.make_node("Identity", [x], [node.output[0]], name=ctx.fresh_name(f"{base}_id")))
         return nodes

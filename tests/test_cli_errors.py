@@ -116,11 +116,13 @@ def py_file(name: str, text: str) -> Callable[[Path], None]:
     return setup
 
 
-def setup_einsum(tmp: Path) -> None:
-    node = helper.make_node("Einsum", ["a", "b"], ["y"], name="my_einsum", equation="ij,jk->ik")
-    m = model([node], [vi("a", [2, 3]), vi("b", [3, 4])], [vi("y", [2, 4])], 13)
+def setup_unmapped(tmp: Path) -> None:
+    # Unique: mapped neither by X2Paddle 1.6.0 nor by bridge's patches and mappers (Einsum was,
+    # until patches/x2paddle_mappers_math.py mapped it)
+    node = helper.make_node("Unique", ["a"], ["y"], name="my_unique", sorted=1)
+    m = model([node], [vi("a", [2, 3])], [vi("y", [6])], 13)
     onnx.checker.check_model(m, full_check=True)
-    write_onnx(m, tmp / "einsum.onnx")
+    write_onnx(m, tmp / "unmapped.onnx")
 
 
 def setup_unnamed_trilu(tmp: Path) -> None:
@@ -472,8 +474,8 @@ ROWS = [
                  id="opset-out-of-range"),
     pytest.param(Row(convert("model.txt"), ["model.txt", ".onnx"]), id="source-unrecognised"),
     # ---- conversions X2Paddle 1.6.0 refuses
-    pytest.param(Row(convert("einsum.onnx"), ["'my_einsum'", "Einsum"], setup_einsum, fresh=True),
-                 id="unsupported-op-einsum"),
+    pytest.param(Row(convert("unmapped.onnx"), ["'my_unique'", "Unique"], setup_unmapped, fresh=True),
+                 id="unsupported-op-unique"),
     pytest.param(Row(convert("trilu.onnx"), ["'tri_out'", "Trilu"], setup_unnamed_trilu),
                  id="unsupported-op-unnamed-node"),
     pytest.param(Row(convert("shrink.onnx"), ["'blk.0/shrink'", "Shrink"], shrink_setup("blk.0/shrink")),
@@ -637,7 +639,7 @@ def test_debug_shows_traceback(tmp_path: Path):
     "source, setup",
     [
         pytest.param("empty.onnx", setup_empty, id="fails-in-export"),
-        pytest.param("einsum.onnx", setup_einsum, id="fails-in-convert"),
+        pytest.param("unmapped.onnx", setup_unmapped, id="fails-in-convert"),
     ],
 )
 def test_failed_convert_leaves_existing_out_untouched(source: str, setup, tmp_path: Path):
@@ -649,7 +651,7 @@ def test_failed_convert_leaves_existing_out_untouched(source: str, setup, tmp_pa
     before = snapshot(tmp_path)
     proc = run_bridge(["convert", source, "--out", OUT], tmp_path)
     assert proc.returncode == 2, proc.stderr
-    check_one_error_line(proc, [source] if source == "empty.onnx" else ["Einsum"])
+    check_one_error_line(proc, [source] if source == "empty.onnx" else ["Unique"])
     assert snapshot(tmp_path) == before  # --out, its files and its siblings as they were
     assert (out / "marker.txt").read_text() == "from an earlier, good conversion\n"
     assert (out / "manifest.json").read_text() == '{"marker": true}\n'
