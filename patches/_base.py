@@ -185,6 +185,17 @@ def get_attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
+def constant_value(ctx: PatchContext, name: str) -> np.ndarray | None:
+    """The value of tensor ``name`` when it is an initializer or a ``Constant``'s output, else None."""
+    if name in ctx.initializers:
+        return numpy_helper.to_array(ctx.initializers[name])
+    for node in ctx.model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            value = get_attr(node, "value")
+            return None if value is None else numpy_helper.to_array(value)
+    return None
+
+
 def set_attrs(node: onnx.NodeProto, **values) -> None:
     """Replace or add attributes; a value of None removes the attribute."""
     keep = [a for a in node.attribute if a.name not in values]

@@ -24,9 +24,10 @@ import weakref
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext, get_attr, set_attrs
+from bridge.opset_upgrade import default_opset
+from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext, constant_value, get_attr, set_attrs
 
 TARGET_OPSET = 15  # X2Paddle 1.6.0's newest mapper (opset15.py)
 
@@ -41,20 +42,6 @@ _DEFAULT_ATTRS: dict[str, dict[str, object]] = {
 }
 # Same inputs and attributes as at 15, different meaning: never lowered.
 _CHANGED_MEANING = {"RoiAlign": "opset 16 changed the default coordinate_transformation_mode"}
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def _constant(ctx: PatchContext, name: str) -> np.ndarray | None:
-    if name in ctx.initializers:
-        return numpy_helper.to_array(ctx.initializers[name])
-    for node in ctx.model.graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            value = get_attr(node, "value")
-            return None if value is None else numpy_helper.to_array(value)
-    return None
 
 
 def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
@@ -115,7 +102,7 @@ def rewrite_node(ctx: PatchContext, node: onnx.NodeProto) -> tuple[list[onnx.Nod
 def _reduce(ctx: PatchContext, node: onnx.NodeProto) -> tuple[list[onnx.NodeProto] | None, str]:
     axes = None
     if len(node.input) > 1 and node.input[1]:
-        axes = _constant(ctx, node.input[1])
+        axes = constant_value(ctx, node.input[1])
         if axes is None:
             return None, f"axes {node.input[1]!r} is not a constant: opset 15 needs the values as an attribute"
     noop = get_attr(node, "noop_with_empty_axes", 0)
@@ -151,8 +138,8 @@ def _split(ctx: PatchContext, node: onnx.NodeProto) -> tuple[list[onnx.NodeProto
 def _pad(ctx: PatchContext, node: onnx.NodeProto) -> tuple[list[onnx.NodeProto] | None, str]:
     if get_attr(node, "mode", b"constant") == b"wrap":
         return None, "mode wrap (opset 19)"
-    axes = _constant(ctx, node.input[3]) if node.input[3] else None
-    pads = _constant(ctx, node.input[1])
+    axes = constant_value(ctx, node.input[3]) if node.input[3] else None
+    pads = constant_value(ctx, node.input[1])
     rank = ctx.rank(node.input[0])
     if node.input[3] and axes is None:
         return None, f"axes {node.input[3]!r} is not a constant"
@@ -222,7 +209,7 @@ class OpsetFit(Patch):
     def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
         if not needs_rewrite(node):
             return MatchResult.fail(f"already in its opset-{TARGET_OPSET} form")
-        opset = _default_opset(ctx.model)
+        opset = default_opset(ctx.model)
         if opset <= TARGET_OPSET and ctx not in _PLANS:
             return MatchResult.fail(f"model at opset {opset}: nothing to lower")
         reason = _plan(ctx)

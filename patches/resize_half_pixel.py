@@ -13,23 +13,12 @@ output length of 1 maps to coordinate 0, so the rename is exact when no resized 
 from __future__ import annotations
 
 import onnx
-from onnx import numpy_helper
 
-from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext, get_attr, set_attrs
+from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext, constant_value, get_attr, set_attrs
 
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _constant(ctx: PatchContext, name: str):
-    if name in ctx.initializers:
-        return numpy_helper.to_array(ctx.initializers[name])
-    for node in ctx.model.graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            value = get_attr(node, "value")
-            return None if value is None else numpy_helper.to_array(value)
-    return None
 
 
 def _resized_lengths(ctx: PatchContext, node: onnx.NodeProto) -> list[int] | None:
@@ -37,8 +26,8 @@ def _resized_lengths(ctx: PatchContext, node: onnx.NodeProto) -> list[int] | Non
     or None where they cannot be known statically."""
     x_shape = ctx.shapes.get(node.input[0])
     y_shape = ctx.shapes.get(node.output[0])
-    scales = _constant(ctx, node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    sizes = _constant(ctx, node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    scales = constant_value(ctx, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    sizes = constant_value(ctx, node.input[3]) if len(node.input) > 3 and node.input[3] else None
     if scales is not None and scales.size:
         axes = [i for i, s in enumerate(scales.tolist()) if s != 1.0]
         if y_shape is None or any(not isinstance(y_shape[i], int) for i in axes):
