@@ -53,6 +53,7 @@ from bridge.conformance_server import CaseServer, ServerError
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "conformance"
 RESULTS_FILE = "results.jsonl"
+BASELINE_FILE = "baseline.jsonl"  # bridge.conformance_baseline's records (--baseline)
 SUITES = ("pytorch-converted", "pytorch-operator", "node")  # run order: the small suites first
 STATUSES = ("pass", "mismatch", "run_fail", "convert_fail", "unsupported", "crash", "timeout")
 DEFAULT_JOBS = 2
@@ -245,7 +246,7 @@ def _last_line(work: Path) -> str:
 
 
 def run_case(case: Case, server: CaseServer, timeout: float, keep: Path | None = None,
-             target: str | None = None) -> dict:
+             target: str | None = None, limits: bool = True) -> dict:
     """Run ``case`` in a process forked by ``server``; the record for results.jsonl."""
     record = {"case": case.name, "suite": case.suite, "op_type": case.op_type, "op_types": list(case.op_types)}
     server.ensure_started()  # once per server (and after it died): not this case's time
@@ -279,7 +280,7 @@ def run_case(case: Case, server: CaseServer, timeout: float, keep: Path | None =
     record.setdefault("error", None)
     record.setdefault("max_abs_diff", None)
     # A failure bridge cannot fix (bridge.conformance_limits) is unsupported, with its reason.
-    return apply_limits(record)
+    return apply_limits(record) if limits else record
 
 
 def signal_name(code: int) -> str:
@@ -298,13 +299,19 @@ def _echo(line: str) -> None:
 def run(cases: list[Case], out: Path, *, sizes: dict[str, int] | None = None, jobs: int = DEFAULT_JOBS,
         timeout: float = DEFAULT_TIMEOUT, force: bool = False, max_minutes: float | None = None,
         keep: Path | None = None, echo: Callable[[str], None] = _echo,
-        target: str | None = None, preload: tuple[str, ...] | None = None) -> list[dict]:
+        target: str | None = None, preload: tuple[str, ...] | None = None,
+        baseline: bool = False) -> list[dict]:
     """Run the cases not yet recorded in ``out/results.jsonl`` (all of them with ``force``);
     returns the new records. Stops starting cases after ``max_minutes``. ``sizes`` (cases per
     suite) goes into each record, so that the README is rendered from results.jsonl alone.
     ``target`` and ``preload`` replace what a case's process runs and what its server imports
-    (the tests' stand-ins for a crashing case)."""
-    log = ResultLog(out / RESULTS_FILE)
+    (the tests' stand-ins for a crashing case). ``baseline``: X2Paddle alone instead of bridge
+    (``bridge.conformance_baseline``), recorded in ``out/baseline.jsonl``, limits not applied."""
+    if baseline:
+        from bridge import conformance_baseline
+
+        target, preload = conformance_baseline.TARGET, conformance_baseline.PRELOAD
+    log = ResultLog(out / (BASELINE_FILE if baseline else RESULTS_FILE))
     done = set(latest_results(read_results(log.path))) if not force else set()
     todo = [c for c in cases if c.key not in done]
     skipped = len(cases) - len(todo)
@@ -317,7 +324,7 @@ def run(cases: list[Case], out: Path, *, sizes: dict[str, int] | None = None, jo
         if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
             return None
         with servers.lend() as server:
-            return run_case(case, server, timeout, keep, target)
+            return run_case(case, server, timeout, keep, target, limits=not baseline)
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
@@ -369,6 +376,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="rerun cases already in results.jsonl")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results and README folder (default conformance/)")
     parser.add_argument("--keep", type=Path, help="keep each case's work folder under DIR/SUITE/CASE (for debugging)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="run X2Paddle alone (no upgrade, simplify or patch; loading shims only) into "
+                             "OUT/baseline.jsonl, which README.md compares bridge's results with")
     parser.add_argument("--report-only", action="store_true", help="only regenerate README.md from results.jsonl")
     return parser
 
@@ -404,7 +414,7 @@ def _main(args: argparse.Namespace) -> int:
             return 2
         try:
             run(cases, args.out, sizes=sizes, jobs=args.jobs, timeout=args.timeout, force=args.force,
-                max_minutes=args.max_minutes, keep=args.keep)
+                max_minutes=args.max_minutes, keep=args.keep, baseline=args.baseline)
         except KeyboardInterrupt:
             print("interrupted; finished cases are recorded (rerun to resume)", file=sys.stderr)
             write_readme(args.out)

@@ -162,6 +162,18 @@ def compare_outputs(got: dict[str, np.ndarray], expected: list[Any], output_name
     return problem, worst
 
 
+def load_case(payload: CasePayload):
+    """The case's model and its data sets as (inputs, expected outputs) of numpy values."""
+    import onnx
+
+    if payload.model_dir is not None:
+        model_dir = Path(payload.model_dir)
+        model = onnx.load(str(model_dir / "model.onnx"))
+        return model, load_data_sets(model, model_dir)
+    model = onnx.load_from_string(payload.model_bytes)
+    return model, [([_as_numpy(v) for v in ins], [_as_numpy(v) for v in outs]) for ins, outs in payload.data_sets]
+
+
 def run_case(payload: CasePayload, work: Path) -> CaseOutcome:
     """Convert and run one case inside ``work`` (an empty folder)."""
     import onnx
@@ -171,13 +183,7 @@ def run_case(payload: CasePayload, work: Path) -> CaseOutcome:
     from bridge.opset_upgrade import default_opset, upgrade_if_below
     from bridge.runners import PaddleInferenceRunner
 
-    if payload.model_dir is not None:
-        model_dir = Path(payload.model_dir)
-        model = onnx.load(str(model_dir / "model.onnx"))
-        data_sets = load_data_sets(model, model_dir)
-    else:
-        model = onnx.load_from_string(payload.model_bytes)
-        data_sets = [([_as_numpy(v) for v in ins], [_as_numpy(v) for v in outs]) for ins, outs in payload.data_sets]
+    model, data_sets = load_case(payload)
     outcome = CaseOutcome("convert_fail")
     before = default_opset(model)
     try:

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from bridge.conformance import (
-    DEFAULT_JOBS, RESULTS_FILE, STATUSES, SUITES, latest_results, read_results,
+    BASELINE_FILE, DEFAULT_JOBS, RESULTS_FILE, STATUSES, SUITES, latest_results, read_results,
 )
 from bridge.conformance_case import ATOL, RTOL
 from bridge.conformance_limits import LIMITS, apply_limits
@@ -179,7 +179,44 @@ def suite_sizes(records: list[dict]) -> dict[str, int]:
     return sizes
 
 
-def render(records: list[dict]) -> str:
+def _against_baseline(latest: list[dict], baseline: list[dict]) -> list[str]:
+    """Per suite, the baseline's passes rerun case by case, and every case that passed there
+    but does not pass through bridge (the issue: none may)."""
+    if not baseline:
+        return ["No per-case baseline recorded: run `" + COMMAND + " --baseline` (X2Paddle alone on every "
+                f"case, into `{BASELINE_FILE}`)."]
+    base = latest_results(baseline)
+    now = {(r["suite"], r["case"]): r for r in latest}
+    last = max((r.get("recorded_at", "") for r in base.values()), default="")
+    lines = [
+        f"X2Paddle 1.6.0 alone, rerun case by case by `{COMMAND} --baseline` (`bridge/conformance_baseline.py`: "
+        "the model as ONNX ships it, no opset upgrade, onnxsim or patch; only the shims X2Paddle needs to "
+        "import and to stay off the network; Paddle Inference with a plain `Config`; the same comparison), "
+        f"recorded in `{BASELINE_FILE}` ({len(base)} cases, last {last or '-'}).",
+        "",
+        "| suite | baseline cases | baseline pass | bridge pass | passed in the baseline, not through bridge |",
+        "|---|---|---|---|---|",
+    ]
+    lost: list[tuple[dict, dict | None]] = []
+    for suite in SUITES:
+        keys = [k for k in base if k[0] == suite]
+        passed = [k for k in keys if base[k]["status"] == "pass"]
+        bridge_pass = sum(now.get(k, {}).get("status") == "pass" for k in keys)
+        gone = [k for k in passed if now.get(k, {}).get("status") != "pass"]
+        lost += [(base[k], now.get(k)) for k in gone]
+        lines.append(f"| {suite} | {len(keys)} | {len(passed)} | {bridge_pass} | {len(gone)} |")
+    lines.append("")
+    if not lost:
+        lines.append("Every case that passed in the baseline passes through bridge.")
+        return lines
+    lines += ["| case | bridge status | bridge's first error |", "|---|---|---|"]
+    for was, record in sorted(lost, key=lambda pair: pair[0]["case"]):
+        status = record["status"] if record else "not run"
+        lines.append(f"| {was['case']} | {status} | {_cell((record or {}).get('error') or '')} |")
+    return lines
+
+
+def render(records: list[dict], baseline: list[dict] | None = None) -> str:
     # Classified again under the current table: records written before an entry existed count too.
     latest = [apply_limits(r) for r in latest_results(records).values()]
     sizes = suite_sizes(records)
@@ -228,6 +265,10 @@ def render(records: list[dict]) -> str:
         "",
         *_totals(latest, sizes),
         "",
+        "## Against the baseline, case by case",
+        "",
+        *_against_baseline(latest, baseline or []),
+        "",
         "## Most common failure reasons",
         "",
         "Names, numbers and unmapped op types blanked out (`'…'`, `N`, `…`) so that cases failing the same "
@@ -270,6 +311,6 @@ def write_readme(out: Path) -> Path:
     path = out / README_FILE
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{README_FILE}.tmp")
-    tmp.write_text(render(read_results(out / RESULTS_FILE)))
+    tmp.write_text(render(read_results(out / RESULTS_FILE), read_results(out / BASELINE_FILE)))
     tmp.replace(path)
     return path
