@@ -126,7 +126,14 @@ def run_train_check(work: Path, config: TrainConfig) -> TrainCheckReport:
     ``work``; write ``train_check.json`` and ``train_check.txt`` there."""
     from bridge.workdir import LOGS_DIR, Manifest, capture_fds, work_lock, write_json_atomic, write_text_atomic
 
-    Manifest.load(work)
+    from bridge.integrity import verify_work
+
+    manifest = Manifest.load(work)
+    if "convert" not in manifest.data.get("stages", {}):
+        raise BridgeError(f"{work}: not converted yet (run `bridge convert` first)")
+    # Before the lock, the log and the generated code's import: a changed folder is refused
+    # with nothing in it written or imported (as validate and load-weights do).
+    verify_work(work, manifest)
     with work_lock(work):
         start = time.perf_counter()
         with capture_fds(work / LOGS_DIR / TRAIN_CHECK_LOG):

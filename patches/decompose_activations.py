@@ -32,6 +32,14 @@ class DecomposeSelu(_FloatUnary):
     name = "decompose_selu"
     op_types = ("Selu",)
 
+    def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
+        # Selu exists from opset 6, but Mul broadcasts (the scalar gamma) only from 7 (6 wants
+        # broadcast=1, and ONNX Runtime has no Mul-6 kernel: "Could not find an implementation
+        # for Mul(6)"); X2Paddle 1.6.0 maps opset 7 on. Found by tests/test_fuzz_patches.py.
+        if ctx.opset < 7:
+            return MatchResult.fail(f"opset {ctx.opset}: Mul broadcasts from opset 7")
+        return super().check(ctx, node)
+
     def rewrite(self, ctx: PatchContext, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         b = Builder(ctx, node)
         alpha = get_attr(node, "alpha", 1.67326319217681884765625)

@@ -119,9 +119,10 @@ class DecomposeHardmax(Patch):
 
 
 class DecomposeTrilu(Patch):
-    """``Trilu(x, k?; upper)`` → ``Where(mask, x, 0)`` with the mask j − i ≥ k (upper) or
-    j − i ≤ k (lower) over the last two dims, which must be static: a constant when k is absent
-    or constant, else ``GreaterOrEqual``/``LessOrEqual`` of the constant j − i and k."""
+    """``Trilu(x, k?; upper)`` → ``Where(mask, x, 0)`` (bool x: ``And(mask, x)``) with the mask
+    j − i ≥ k (upper) or j − i ≤ k (lower) over the last two dims, which must be static: a
+    constant when k is absent or constant, else ``GreaterOrEqual``/``LessOrEqual`` of the
+    constant j − i and k."""
 
     name = "decompose_trilu"
     op_types = ("Trilu",)
@@ -148,7 +149,12 @@ class DecomposeTrilu(Patch):
             mask = b.const(offset >= k if upper else offset <= k, TensorProto.BOOL)
         else:
             mask = b.op("GreaterOrEqual" if upper else "LessOrEqual", [b.const(offset, TensorProto.INT64), k_name])
-        b.op("Where", [mask, x, b.const(0, elem_type(ctx, x))], node.output[0])
+        if elem_type(ctx, x) == TensorProto.BOOL:
+            # ONNX Runtime has no bool Where kernel ("Could not find an implementation for
+            # Where(9)"); And is the same mask exactly. Found by tests/test_fuzz_patches.py.
+            b.op("And", [mask, x], node.output[0])
+        else:
+            b.op("Where", [mask, x, b.const(0, elem_type(ctx, x))], node.output[0])
         return b.nodes
 
 

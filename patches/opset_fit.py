@@ -1,6 +1,7 @@
 """Opset 16+ node forms → their opset-15 forms, and the model's opset → 15:
 ``ReduceMean(x, axes: constant)`` (and Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare)
-→ ``ReduceMean<axes=[...]>(x)`` (``Identity(x)`` for empty axes with noop_with_empty_axes=1);
+→ ``ReduceMean<axes=[...]>(x)`` (for empty axes with noop_with_empty_axes=1 the elementwise part:
+``Identity(x)``, ``Abs``, ``Sqrt(x·x)``, ``Log``, ``x·x``);
 ``Split<num_outputs=n>(x)`` → ``Split(x)`` (equal parts) or ``Split(x, sizes)``;
 ``Pad(x, pads, value, axes: constant)`` → ``Pad(x, pads over every axis, value)``;
 ``Resize``, ``Cast``, ``AveragePool``, ``ScatterElements``/``ScatterND`` with the newer
@@ -107,7 +108,7 @@ def _reduce(ctx: PatchContext, node: onnx.NodeProto) -> tuple[list[onnx.NodeProt
             return None, f"axes {node.input[1]!r} is not a constant: opset 15 needs the values as an attribute"
     noop = get_attr(node, "noop_with_empty_axes", 0)
     if (axes is None or axes.size == 0) and noop:
-        return [helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name)], ""
+        return _reduce_nothing(ctx, node), ""
     # keepdims written out: directly_map looks a missing one up under the wrong default key
     # (``dict(axes=None, keepdim=True)`` for ReduceMin/Max/Prod: KeyError: 'keepdims')
     new = helper.make_node(node.op_type, [node.input[0]], list(node.output), name=node.name,
@@ -115,6 +116,28 @@ def _reduce(ctx: PatchContext, node: onnx.NodeProto) -> tuple[list[onnx.NodeProt
     if axes is not None and axes.size:
         new.attribute.append(helper.make_attribute("axes", [int(a) for a in axes.reshape(-1)]))
     return [new], ""
+
+
+# A reduction over an empty set of axes (noop_with_empty_axes=1) still applies its elementwise
+# part (ONNX Runtime: ReduceLogSum gives log(x), ReduceSumSquare x·x): ops applied in turn to
+# x (Mul: x·x). Mean, Max, Min, Prod and LogSumExp (log(exp(x)), which ORT computes as
+# log(exp(x − x)) + x) are x itself. Found by tests/test_fuzz_patches.py
+# (an Identity for all nine gave x for ReduceLogSum). On integers Log/Exp/Sqrt are not valid
+# at opset 15, so the trial's checker declines those models.
+_EMPTY_AXES_OPS = {"ReduceL1": ("Abs",), "ReduceL2": ("Mul", "Sqrt"), "ReduceLogSum": ("Log",),
+                   "ReduceSumSquare": ("Mul",)}
+
+
+def _reduce_nothing(ctx: PatchContext, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    ops = _EMPTY_AXES_OPS.get(node.op_type, ("Identity",))
+    nodes, x = [], node.input[0]
+    for i, op in enumerate(ops):
+        last = i == len(ops) - 1
+        out = node.output[0] if last else ctx.fresh_name(f"{node.output[0]}_{op.lower()}")
+        nodes.append(helper.make_node(op, [x, x] if op == "Mul" else [x], [out],
+                                      name=node.name if last else ctx.fresh_name(f"{node.name or node.output[0]}_{op.lower()}")))
+        x = out
+    return nodes
 
 
 def _split(ctx: PatchContext, node: onnx.NodeProto) -> tuple[list[onnx.NodeProto] | None, str]:

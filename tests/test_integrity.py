@@ -1,4 +1,4 @@
-"""`bridge validate` and `bridge load-weights` check the manifest's sha256 of every artifact
+"""`bridge validate`, `bridge load-weights` and `bridge train-check` check the manifest's sha256 of every artifact
 before importing the generated code or loading params, and refuse a folder whose files changed.
 
 "Nothing imported" is proven, not assumed: the edited ``x2paddle_code.py`` writes a marker file
@@ -158,6 +158,20 @@ def test_load_weights_on_untouched_folder_passes_and_rerecords(work, tmp_path):
     # the rewritten folder vouches for itself again: validate accepts it
     assert find_mismatches(work, Manifest.load(work)) == []
     assert json.loads((work / "manifest.json").read_text())["stages"]["convert"]["loaded_weights"]
+
+
+def test_train_check_refuses_edited_code_before_importing_it(work, tmp_path):
+    """train-check imports the generated code (Paddle dygraph) and loads the params: refused
+    first, exit 2, one line, nothing written into the folder (no lock, log or report)."""
+    marker = tmp_path / "IMPORTED"
+    plant_import_marker(work, marker)
+    before = tree(work)
+    proc = bridge("train-check", "work", "--steps", "1", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = one_error_line(proc)
+    assert f"work/{CODE}: changed since conversion" in line and "refusing to load it" in line
+    assert not marker.exists(), "the edited code was imported"
+    assert tree(work) == before
 
 
 def pipeline_load_weights(work: Path, file: Path) -> str:

@@ -93,3 +93,19 @@ def test_declines_what_cannot_be_exact():
     assert sorted((d.node, d.reason) for d in report.declined) == [
         ("am_last", "select_last_index=1: no max reduction X2Paddle maps at opset 18"),
     ]
+
+
+@pytest.mark.parametrize("upper", [0, 1])
+def test_bool_trilu_is_an_and(upper, tmp_path):
+    """Found by tests/test_fuzz_patches.py: Where(mask, x, false) on bool x is what ONNX Runtime
+    has no kernel for ("Could not find an implementation for Where(9)"); And is the same mask."""
+    model = parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 14]>
+        g (bool[2, 3, 4] x) => (bool[2, 3, 4] y) {{
+            y = Trilu <upper = {upper}> (x)
+        }}""")
+    x = {"x": RNG.integers(0, 2, (2, 3, 4)).astype(bool)}
+    patched, report = apply_patches(model, (PATCHES_BY_NAME["decompose_trilu"],))
+    assert [f.op_type for f in report.fired] == ["Trilu"]
+    assert [n.op_type for n in patched.graph.node][-1] == "And"
+    np.testing.assert_array_equal(run_ort(patched, x, tmp_path)["y"], run_ort(model, x, tmp_path)["y"])

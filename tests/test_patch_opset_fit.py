@@ -106,3 +106,23 @@ def test_opset_fit_declines(text, reason):
     patched, report = apply_patches(model, only())
     assert report.fired == [] and opset(patched) == opset(model)
     assert [d.reason for d in report.declined][-1].startswith(reason)
+
+
+@pytest.mark.parametrize("op, first", [
+    ("ReduceLogSum", "Log"), ("ReduceL1", "Abs"), ("ReduceL2", "Mul"), ("ReduceSumSquare", "Mul"),
+    ("ReduceLogSumExp", "Identity"), ("ReduceProd", "Identity"),
+])
+def test_opset_fit_reduce_over_no_axes_keeps_the_elementwise_part(op, first, tmp_path):
+    """Found by tests/test_fuzz_patches.py: with noop_with_empty_axes=1 and no axes, ReduceLogSum
+    is log(x), not x (an Identity for every Reduce* gave x); ORT's outputs are kept."""
+    model = parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[2, 3] x) => (float[2, 3] y) {{
+            y = {op} <noop_with_empty_axes = 1> (x)
+        }}""")
+    feeds = {"x": RNG.uniform(0.5, 2.0, (2, 3)).astype(np.float32)}
+    patched, report = apply_patches(model, only())
+    assert [f.op_type for f in report.fired] == [op] and opset(patched) == 15
+    assert patched.graph.node[0].op_type == first
+    onnx.checker.check_model(patched, full_check=True)
+    np.testing.assert_allclose(run_ort(patched, feeds, tmp_path)["y"], run_ort(model, feeds, tmp_path)["y"], rtol=1e-6)
