@@ -34,6 +34,7 @@ from bridge.patches.maxpool_unbatched import MaxPoolUnbatched
 from bridge.patches.opset_fit import OpsetFit
 from bridge.patches.pool_default_strides import PoolDefaultStrides
 from bridge.patches.resize_half_pixel import ResizeHalfPixel
+from bridge.patches.shape_start_end import ShapeStartEnd
 from bridge.patches.softmax_default_axis import SoftmaxDefaultAxis
 from bridge.patches.sum_variadic import SumVariadic
 
@@ -59,6 +60,7 @@ DEFAULT_PATCHES: tuple[Patch, ...] = (
     ResizeHalfPixel(),
     CastLikeToCast(),
     SumVariadic(),
+    ShapeStartEnd(),
     # Decompositions of ops X2Paddle 1.6.0 does not map into ops it maps (several rewrite
     # classes per file, one per op or op family). Last: they write only ops that no patch
     # above rewrites, so nothing above needs to see their output.

@@ -26,12 +26,31 @@ def simplify_model(model):
     try:
         # skip_fuse_bn: keep BatchNorm's state_dict-named initializers (see the weights map).
         simplified, ok = simplify(model, skip_fuse_bn=True)
-        if ok:
-            return simplified, None
-        return model, "onnxsim's check of the simplified model failed"
+        if not ok:
+            return model, "onnxsim's check of the simplified model failed"
+        folded = sorted(_input_reached_outputs(model) - _input_reached_outputs(simplified))
+        if folded:
+            # X2Paddle 1.6.0 writes no inference model for an output no graph input reaches
+            # (ONNX's test_shape: Shape of a static input folds to a constant).
+            return model, (f"onnxsim folded output {folded[0]!r} into a constant, which X2Paddle cannot "
+                           "convert (no graph input reaches it)")
+        return simplified, None
     except Exception as exc:  # onnxsim raises bare RuntimeErrors from C++; keep going unsimplified
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return model, f"{type(exc).__name__}: {first}"
+
+
+def _input_reached_outputs(model) -> set[str]:
+    """The graph outputs that some graph input (not an initializer) flows into. A node holding
+    a subgraph counts as reached (its body may read the outer inputs)."""
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    reached = {i.name for i in graph.input if i.name not in inits}
+    for node in graph.node:  # topologically sorted, as ONNX requires
+        has_body = any(a.HasField("g") or len(a.graphs) for a in node.attribute)
+        if has_body or any(name in reached for name in node.input if name):
+            reached.update(name for name in node.output if name)
+    return {o.name for o in graph.output if o.name in reached}
 
 
 def lift_external_initializers(model) -> dict:
