@@ -6,10 +6,11 @@ box is the max over each axis in turn: ``sum(k)`` slices, not ``prod(k)``).
 X2Paddle 1.6.0's MaxPool mapper (``op_mapper/onnx2paddle/opset_legacy.py::OpSet.MaxPool``)
 asserts "only dilations = 0 is supported" for any dilation other than 1, and Paddle's
 ``max_pool*d`` has no dilation (onnx's pytorch-converted ``test_MaxPool1d_stride_padding_dilation``
-and ``test_MaxPool2d_stride_padding_dilation``). Padding uses float32's lowest value instead of
--inf (X2Paddle writes ``-inf`` into Python code as a bare name); a window is never all padding
-(ONNX requires pads < kernel extent), so the maximum is the same. Declines: ``ceil_mode``,
-``auto_pad``, the ``Indices`` output, spatial shapes not static, more than 256 kernel taps over all axes.
+and ``test_MaxPool2d_stride_padding_dilation``). Padding uses the lowest value of the input's
+type instead of -inf (X2Paddle writes ``-inf`` into Python code as a bare name); a window is
+never all padding (ONNX requires pads < kernel extent), so the maximum is the same. Declines:
+``ceil_mode``, ``auto_pad``, the ``Indices`` output, spatial shapes not static, more than 256
+kernel taps over all axes, padding on an input of unknown element type.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bridge.patches._base import MATCH, MatchResult, Patch, PatchContext
+from bridge.patches._decompose import elem_type
 
 MAX_OFFSETS = 256  # one Slice + Max per tap; onnx's test_MaxPool1d_stride_padding_dilation has 200
 
@@ -25,6 +27,21 @@ MAX_OFFSETS = 256  # one Slice + Max per tap; onnx's test_MaxPool1d_stride_paddi
 def _ints(node: onnx.NodeProto, name: str, default: list[int]) -> list[int]:
     attr = next((a for a in node.attribute if a.name == name), None)
     return list(attr.ints) if attr is not None else default
+
+
+def _lowest(ctx: PatchContext, name: str) -> np.ndarray | None:
+    """The lowest value of tensor ``name``'s element type, as a scalar of that type (Pad's
+    constant_value must have the input's type: float32 on a float16, float64 or int8 pool is
+    invalid ONNX, found by tests/test_fuzz_patches.py), or None when the type is unknown."""
+    data_type = elem_type(ctx, name)
+    if data_type is None:
+        return None
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(data_type))
+        info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+    except (TypeError, ValueError, KeyError):  # bfloat16/float8 (ml_dtypes): no MaxPool in X2Paddle
+        return None
+    return np.array(info.min, dtype)
 
 
 class MaxPoolDilated(Patch):
@@ -50,7 +67,13 @@ class MaxPoolDilated(Patch):
             return MatchResult.fail(f"{sum(kernel)} kernel taps over all axes (> {MAX_OFFSETS})")
         if self._out_sizes(ctx, node) is None:
             return MatchResult.fail("empty output")
+        if any(self._pads(node)) and _lowest(ctx, node.input[0]) is None:
+            return MatchResult.fail(f"element type of {node.input[0]!r} unknown (the padding value is written in it)")
         return MATCH
+
+    @staticmethod
+    def _pads(node: onnx.NodeProto) -> list[int]:
+        return _ints(node, "pads", [0] * 2 * len(_ints(node, "kernel_shape", [])))
 
     @staticmethod
     def _out_sizes(ctx: PatchContext, node: onnx.NodeProto) -> list[int] | None:
@@ -77,7 +100,7 @@ class MaxPoolDilated(Patch):
             lowest_name = ctx.fresh_name(f"{base}_lowest")
             ctx.model.graph.initializer.extend([
                 numpy_helper.from_array(np.array([0, 0, *pads[:n], 0, 0, *pads[n:]], np.int64), pads_name),
-                numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32), lowest_name),
+                numpy_helper.from_array(_lowest(ctx, node.input[0]), lowest_name),
             ])
             padded = ctx.fresh_name(f"{base}_padded")
             nodes.append(helper.make_node("Pad", [x, pads_name, lowest_name], [padded], mode="constant",

@@ -3,6 +3,7 @@ supported"); the patch writes padded strided slices and a pairwise Max."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from bridge.errors import UnsupportedModel
@@ -54,3 +55,19 @@ def test_maxpool_dilated_declines(attrs, reason):
     patched, report = apply_patches(model, (PATCHES_BY_NAME["maxpool_dilated"],))
     assert [n.op_type for n in patched.graph.node] == ["MaxPool"]
     assert any(reason in d.reason for d in report.declined)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "double", "int8", "uint8"])
+def test_maxpool_dilated_pads_in_the_input_type(dtype, tmp_path):
+    """Found by tests/test_fuzz_patches.py: the padding value was float32 whatever the input,
+    which onnx.checker refuses for any other type ("constant_value has inconsistent type")."""
+    model = parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 12]>
+        g ({dtype}[1, 2, 6, 6] x) => ({dtype}[1, 2, 6, 6] y) {{
+            y = MaxPool <kernel_shape = [2, 2], dilations = [2, 2], pads = [1, 1, 1, 1]> (x)
+        }}""")
+    x = {"x": (np.arange(72).reshape(1, 2, 6, 6) % 7 - (0 if dtype == "uint8" else 9)).astype(np.dtype(dtype))}
+    patched, report = apply_patches(model, (PATCHES_BY_NAME["maxpool_dilated"],))
+    assert [f.op_type for f in report.fired] == ["MaxPool"]
+    onnx.checker.check_model(patched, full_check=True)
+    np.testing.assert_array_equal(run_ort(patched, x, tmp_path)["y"], run_ort(model, x, tmp_path)["y"])
