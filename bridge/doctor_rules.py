@@ -173,19 +173,9 @@ def _slice(view: GraphView, node) -> Iterator[Found]:
                    f"no axes input and {starts[0]} starts: X2Paddle slices all {rank} axes")
 
 
-@rule("Squeeze")
-def _squeeze(view: GraphView, node) -> Iterator[Found]:
-    if attr(node, "axes") is not None:
-        return
-    inputs = present(node)
-    if len(inputs) < 2:
-        # Squeeze: get_input_node(node, idx=1) without an axes input; verified IndexError
-        yield "squeeze_no_axes", ATTRIBUTE_FORM, "error", "no axes: X2Paddle reads an axes input that is not there"
-    elif not view.is_constant(inputs[1]):
-        # axes = _const_weight_or_none(...) is None: paddle.squeeze(axis=None) drops every
-        # size-1 axis, or len(None) fails on rank <= 1 inputs (reading; converts otherwise)
-        yield ("squeeze_axes", NEEDS_CONSTANT_INPUT, "mismatch",
-               f"axes {inputs[1]!r} is computed: X2Paddle then squeezes every size-1 axis")
+# Squeeze without axes (X2Paddle: IndexError) or with computed axes (X2Paddle squeezed every
+# size-1 axis), Unsqueeze with unsorted computed axes: bridge's squeeze_unsqueeze_tensor_axes
+# shim maps them (patches/x2paddle_mappers_more.py), so no rule.
 
 
 # ReduceSum with a computed axes input: X2Paddle's mapper fails (_const_weight_or_none(axes).shape);
@@ -202,13 +192,8 @@ def _cumsum(view: GraphView, node) -> Iterator[Found]:
         yield "cumsum_axis", NEEDS_CONSTANT_INPUT, "error", f"axis {node.input[1]!r} is computed: X2Paddle asserts it is constant"
 
 
-@rule("Split")
-def _split(view: GraphView, node) -> Iterator[Found]:
-    inputs = present(node)
-    if attr(node, "split") is None and len(inputs) > 1 and not view.is_constant(inputs[1]):
-        # Split: split_value.tolist() on None fails inside a bare try, which falls back to
-        # equal parts; verified: the saved model fails
-        yield "split_sizes", NEEDS_CONSTANT_INPUT, "error", f"split {inputs[1]!r} is computed: X2Paddle falls back to equal parts"
+# Split with computed sizes (X2Paddle fell back to equal parts): bridge's split_tensor_sizes
+# shim slices by them at run time (patches/x2paddle_mappers_more.py), so no rule.
 
 
 @rule("Clip")
@@ -299,13 +284,10 @@ def _lstm(view: GraphView, node) -> Iterator[Found]:
         yield "lstm_sequence_lens", ATTRIBUTE_FORM, "mismatch", "sequence_lens given: X2Paddle ignores it"
 
 
-@rule("Gemm")
-def _gemm(view: GraphView, node) -> Iterator[Found]:
-    alpha, beta = attr(node, "alpha", 1.0), attr(node, "beta", 1.0)
-    if abs(alpha - 1.0) >= 1e-5 and abs(beta) >= 1e-5:
-        # Gemm: add_layer('paddle.matmul', inputs=[matmul_inputs]) passes a list; verified
-        # TypeError: unhashable type: 'dict'
-        yield "gemm_alpha_beta", ATTRIBUTE_FORM, "error", f"alpha {alpha:g} with beta {beta:g}: X2Paddle's Gemm breaks on this branch"
+# Gemm with alpha != 1 and beta != 0 (X2Paddle: "unhashable type: 'dict'") or without C
+# (IndexError): bridge's gemm_all_forms shim maps every form (patches/x2paddle_mappers_more.py),
+# so no rule. Likewise ArgMax without axis (argmax_defaults) and Max/Min with one or 3+ inputs
+# (the sum_variadic patch; no rule was written for them).
 
 
 @rule("Sum")
@@ -323,18 +305,10 @@ def _shape(view: GraphView, node) -> Iterator[Found]:
         yield "shape_slice", ATTRIBUTE_FORM, "mismatch", "start/end attributes (opset 15): X2Paddle returns the whole shape"
 
 
-@rule("TopK")
-def _topk(view: GraphView, node) -> Iterator[Found]:
-    if len(node.output) < 2:
-        return
-    values, indices = node.output[0], node.output[1]
-    # The decoder renames TopK's outputs to <name>_p0/_p1 only when a node reads the second
-    # output (build_connection), and TopK renames graph outputs only for the first. Verified:
-    # indices as a graph output, and values read while indices is unused, both fail.
-    if indices in view.output_names:
-        yield "topk_outputs", ATTRIBUTE_FORM, "error", "Indices is a graph output: X2Paddle never defines it under that name"
-    elif not view.consumers.get(indices) and view.consumers.get(values):
-        yield "topk_outputs", ATTRIBUTE_FORM, "error", "Values is read but Indices is unused: X2Paddle names Values <name>_p0 and its readers miss it"
+# TopK with Indices a graph output, or Values read while Indices is unused (X2Paddle's names
+# <name>_p0/_p1 were never defined under the ONNX names, or read under the wrong one): bridge's
+# multi_output_graph_outputs and topk_values_readers shims fix both
+# (patches/x2paddle_mappers_more.py), so no rule.
 
 
 @rule("IsInf")

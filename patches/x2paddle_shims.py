@@ -268,6 +268,12 @@ def _mappers_tensor():
     return x2paddle_mappers_tensor
 
 
+def _mappers_more():
+    from bridge.patches import x2paddle_mappers_more
+
+    return x2paddle_mappers_more
+
+
 @dataclass(frozen=True)
 class Shim:
     name: str
@@ -301,6 +307,13 @@ SHIMS: tuple[Shim, ...] = (
     Shim("mappers_math", lambda: _mappers_math().install()),
     # Mappers X2Paddle lacks for tensor ops Paddle has (patches/x2paddle_mappers_tensor.py).
     Shim("mappers_tensor", lambda: _mappers_tensor().install()),
+    # More mapper bugs (patches/x2paddle_mappers_more.py).
+    Shim("multi_output_graph_outputs", lambda: _mappers_more().multi_output_graph_outputs()),
+    Shim("topk_values_readers", lambda: _mappers_more().topk_values_readers()),
+    Shim("argmax_defaults", lambda: _mappers_more().argmax_defaults()),
+    Shim("gemm_all_forms", lambda: _mappers_more().gemm_all_forms()),
+    Shim("split_tensor_sizes", lambda: _mappers_more().split_tensor_sizes()),
+    Shim("squeeze_unsqueeze_tensor_axes", lambda: _mappers_more().squeeze_unsqueeze_tensor_axes()),
 )
 
 _installed = False

@@ -1,0 +1,336 @@
+"""More fixes to X2Paddle 1.6.0's ONNX op mappers (op_mapper/onnx2paddle/opset_legacy.py, which
+every ``OpSet7``..``OpSet15`` inherits, and onnx_op_mapper.py), applied as shims like
+``x2paddle_mapper_fixes.py``'s: each function below replaces or wraps one method, is idempotent,
+and is registered in ``x2paddle_shims.SHIMS`` after ``mappers_tensor``. Tests:
+tests/test_x2paddle_mappers_more.py.
+
+A mapper writes Paddle layers with ``self.paddle_graph.add_layer(kernel, inputs=..., **attrs)``;
+a name in ``inputs`` is a tensor of the generated code, an attribute is a literal (a string one
+quoted, as X2Paddle's ``string()`` does).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from bridge.patches.x2paddle_mapper_fixes import _install, _unwrapped
+
+
+def _q(text: str) -> str:
+    """A string attribute as X2Paddle's code generator writes it."""
+    return f"'{text}'"
+
+
+def _rank(val) -> int | None:
+    """The rank X2Paddle's shape inference gives a node's (first) output; None when unknown
+    (it gives ``[]`` then too, so an empty shape counts as unknown: none of the ops below takes a
+    rank-0 input)."""
+    shape = (getattr(val, "out_shapes", None) or [None])[0]
+    return len(shape) if shape else None
+
+
+def _const(val) -> np.ndarray | None:
+    from x2paddle.op_mapper.onnx2paddle.opset_legacy import _const_weight_or_none
+
+    value = _const_weight_or_none(val)
+    return None if value is None else np.asarray(value)
+
+
+# --------------------------------------------------------------------------- graph outputs
+
+
+_mapper_init_before: Callable | None = None
+
+
+def _fix_graph_outputs(mapper) -> None:
+    """Point each graph output no layer defines at the ``<node>_p<i>`` name its producer wrote."""
+    graph = mapper.paddle_graph
+    defined = {out for layer in graph.layers.values() for out in layer.outputs}
+    producer = {}
+    for onnx_node in mapper.graph.graph.node:
+        for i, out in enumerate(onnx_node.output):
+            producer.setdefault(out, (onnx_node.name, i))
+    fixed = []
+    for out in graph.outputs:
+        if out not in defined and out in producer:
+            candidate = "{}_p{}".format(*producer[out])
+            if candidate in defined:
+                out = candidate
+        fixed.append(out)
+    graph.outputs = fixed
+
+
+def _mapper_init(self, decoder) -> None:
+    _mapper_init_before(self, decoder)
+    _fix_graph_outputs(self)
+
+
+def multi_output_graph_outputs() -> None:
+    """A graph output that is output i > 0 of a multi-output node (TopK's Indices, Split's
+    second part): the decoder renames a multi-output node's outputs to ``<node>_p<i>`` when a
+    node reads one of them (``build_connection``, decoder/onnx_decoder.py) or, for TopK, always;
+    ``OpSet.TopK`` renames only the graph output equal to its first output, and nothing renames
+    the others, so the generated ``forward`` returns an undefined name: "NameError: In
+    transformed code: ... name 'x2paddle_indices' is not defined" (onnx's ``test_top_k*``;
+    ``test_operator_chunk``: Split, "name 'x2paddle_1' is not defined"). Wraps
+    ``ONNXOpMapper.__init__`` (onnx_op_mapper.py, which maps every node) to point such outputs
+    at the name the producer's layer wrote (``_fix_graph_outputs``)."""
+    global _mapper_init_before
+    from x2paddle.op_mapper.onnx2paddle import onnx_op_mapper
+
+    current = onnx_op_mapper.ONNXOpMapper.__init__
+    if getattr(current, "__wrapped__", None) is _fix_graph_outputs:
+        return
+    _mapper_init_before = current
+    _mapper_init.__wrapped__ = _fix_graph_outputs
+    onnx_op_mapper.ONNXOpMapper.__init__ = _mapper_init
+
+
+_topk_before: Callable | None = None
+
+
+def _map_topk(self, node) -> None:
+    """TopK as X2Paddle maps it, its graph node first given the ``index`` its readers need to
+    read Values as ``<name>_p0`` (what ``build_connection`` sets when a node reads Indices)."""
+    graph_node = self.graph.get_node(node.layer_name)
+    if graph_node is not None and not hasattr(graph_node, "index"):
+        graph_node.index = 0
+    _topk_before(self, node)
+
+
+def topk_values_readers() -> None:
+    """TopK whose Values a node reads while no node reads Indices: ``OpSet.TopK``
+    (opset_legacy.py) always writes ``<name>_p0``/``<name>_p1``, but the decoder gives the node
+    the ``index`` that makes its readers say ``<name>_p0`` only when a node reads a later output,
+    so they read ``<name>``: "AssertionError: Couldn't find x2paddle_values in previous layers,
+    the layers should be make by topological sort". Wraps it (``_map_topk``)."""
+    global _topk_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["TopK"]
+    if getattr(current, "__wrapped__", None) is _map_topk:
+        return
+    _topk_before = _unwrapped(current)
+    _install("TopK", _map_topk)
+
+
+# --------------------------------------------------------------------------- ArgMax
+
+
+def _map_argmax(self, node) -> None:
+    """ArgMax with ONNX's defaults (``axis`` 0, ``keepdims`` 1); ``select_last_index=1`` as
+    ``(n - 1) - argmax(flip(x, axis))``, n the axis' size at run time."""
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    axis = int(node.get_attr("axis", 0))
+    keepdim = bool(node.get_attr("keepdims", 1))
+    if not node.get_attr("select_last_index", 0):
+        self.paddle_graph.add_layer("paddle.argmax", inputs={"x": val_x.name}, outputs=[node.name], axis=axis,
+                                    keepdim=keepdim)
+        return
+    rank = _rank(val_x)
+    if axis < 0 and rank is not None:
+        axis += rank
+    # The axis' entry of shape(x); a negative axis counts from the end (-1: to the end).
+    end = axis + 1 if axis != -1 else 2**31 - 1
+    flipped, first, size, last = (node.name + suffix for suffix in ("_flip", "_first", "_n", "_last"))
+    self.paddle_graph.add_layer("paddle.flip", inputs={"x": val_x.name}, outputs=[flipped], axis=[axis])
+    self.paddle_graph.add_layer("paddle.argmax", inputs={"x": flipped}, outputs=[first], axis=axis, keepdim=keepdim)
+    self.paddle_graph.add_layer("paddle.shape", inputs={"input": val_x.name}, outputs=[size])
+    self.paddle_graph.add_layer("paddle.slice", inputs={"input": size}, outputs=[size], axes=[0], starts=[axis],
+                                ends=[end])
+    self.paddle_graph.add_layer("paddle.cast", inputs={"x": size}, outputs=[size], dtype=_q("int64"))
+    # Rank 0, so that it broadcasts to any index shape (keepdims=0 on a 1-D input gives rank 0).
+    self.paddle_graph.add_layer("paddle.reshape", inputs={"x": size}, outputs=[size], shape=[])
+    self.paddle_graph.add_layer("paddle.subtract", inputs={"x": size, "y": first}, outputs=[last])
+    self.paddle_graph.add_layer("paddle.scale", inputs={"x": last}, outputs=[node.name], scale=1.0, bias=-1.0)
+
+
+def argmax_defaults() -> None:
+    """ArgMax without an ``axis`` attribute (ONNX default 0): X2Paddle's ``OpSet.ArgMax``
+    (opset_legacy.py) passes ``axis=None``, and ``paddle.argmax`` then takes the argmax of the
+    flattened input: silently wrong ("output 'result': shape [1, 1] != [1, 2]",
+    ``test_argmax_default_axis_*``); it also ignores ``select_last_index``. Replaces it with
+    ``_map_argmax``."""
+    _install("ArgMax", _map_argmax)
+
+
+# --------------------------------------------------------------------------- Gemm
+
+
+def _map_gemm(self, node) -> None:
+    """``alpha * (A' @ B') + beta * C``, C optional (ONNX: absent means no bias)."""
+    val_a = self.graph.get_input_node(node, idx=0, copy=True)
+    val_b = self.graph.get_input_node(node, idx=1, copy=True)
+    alpha = float(node.get_attr("alpha", 1.0))
+    beta = float(node.get_attr("beta", 1.0))
+    has_c = len(node.layer.input) > 2 and bool(node.layer.input[2]) and beta != 0.0
+    product = node.name + "_mm" if (alpha != 1.0 or has_c) else node.name
+    self.paddle_graph.add_layer("paddle.matmul", inputs={"x": val_a.name, "y": val_b.name}, outputs=[product],
+                                transpose_x=bool(node.get_attr("transA", 0)),
+                                transpose_y=bool(node.get_attr("transB", 0)))
+    if alpha != 1.0:
+        scaled = node.name + "_alpha" if has_c else node.name
+        self.paddle_graph.add_layer("paddle.scale", inputs={"x": product}, outputs=[scaled], scale=alpha)
+        product = scaled
+    if not has_c:
+        return
+    val_c = self.graph.get_input_node(node, idx=2, copy=True)
+    bias = val_c.name
+    if beta != 1.0:
+        bias = node.name + "_beta"
+        self.paddle_graph.add_layer("paddle.scale", inputs={"x": val_c.name}, outputs=[bias], scale=beta)
+    self.paddle_graph.add_layer("paddle.add", inputs={"x": product, "y": bias}, outputs=[node.name])
+
+
+def gemm_all_forms() -> None:
+    """Gemm with ``alpha`` != 1 and ``beta`` != 0: X2Paddle's ``OpSet.Gemm`` (opset_legacy.py)
+    calls ``add_layer('paddle.matmul', inputs=[matmul_inputs])`` (a list around the dict):
+    "TypeError: unhashable type: 'dict'" (``test_gemm_alpha``, ``test_gemm_all_attributes``);
+    without the optional C it reads input 2 anyway: "IndexError: list index out of range"
+    (``test_gemm_default_no_bias``). Replaces it with ``_map_gemm``."""
+    _install("Gemm", _map_gemm)
+
+
+# --------------------------------------------------------------------------- Split
+
+
+_split_before: Callable | None = None
+
+
+def _split_outputs(node) -> list[str]:
+    """The output names X2Paddle's own Split writes (``<node>_p<i>`` once the decoder set an
+    ``index``, i.e. a node reads one of them; else the ONNX names)."""
+    if hasattr(node, "index"):
+        return [f"{node.layer_name}_p{i}" for i in range(len(node.layer.output))]
+    return list(node.layer.output)
+
+
+def _map_split(self, node) -> None:
+    """Split with a ``split`` input that is not constant: part i is
+    ``slice(x, [axis], ends[i] - split[i], ends[i])``, ``ends = cumsum(split)``; every other
+    form as X2Paddle maps it."""
+    names = list(node.layer.input)
+    if node.get_attr("split") is not None or len(names) < 2 or not names[1]:
+        _split_before(self, node)
+        return
+    sizes = self.graph.get_input_node(node, idx=1, copy=True)
+    if _const(sizes) is not None:
+        _split_before(self, node)
+        return
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    axis = int(node.get_attr("axis", 0))
+    rank = _rank(val_x)
+    if axis < 0 and rank is not None:
+        axis += rank
+    ends, starts = node.name + "_split_ends", node.name + "_split_starts"
+    self.paddle_graph.add_layer("paddle.cast", inputs={"x": sizes.name}, outputs=[node.name + "_split_sizes"],
+                                dtype=_q("int64"))
+    sizes_name = node.name + "_split_sizes"
+    self.paddle_graph.add_layer("paddle.cumsum", inputs={"x": sizes_name}, outputs=[ends], axis=0)
+    self.paddle_graph.add_layer("paddle.subtract", inputs={"x": ends, "y": sizes_name}, outputs=[starts])
+    for i, out in enumerate(_split_outputs(node)):
+        begin, end = f"{starts}_{i}", f"{ends}_{i}"
+        self.paddle_graph.add_layer("paddle.slice", inputs={"input": starts}, outputs=[begin], axes=[0],
+                                    starts=[i], ends=[i + 1])
+        self.paddle_graph.add_layer("paddle.slice", inputs={"input": ends}, outputs=[end], axes=[0],
+                                    starts=[i], ends=[i + 1])
+        self.paddle_graph.add_layer("paddle.slice", inputs={"input": val_x.name, "starts": begin, "ends": end},
+                                    outputs=[out], axes=[axis])
+
+
+def split_tensor_sizes() -> None:
+    """Split with its ``split`` sizes a graph input or computed tensor (opset >= 13):
+    X2Paddle's ``OpSet.Split`` (opset_legacy.py) calls ``_const_weight_or_none(...).tolist()``
+    inside a bare ``try`` and on the error falls back to equal parts: silently wrong
+    ("output 'output_1': shape [3] != [2]", ``test_split_variable_parts_*``). Wraps it to slice
+    by the sizes at run time (``_map_split``)."""
+    global _split_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["Split"]
+    if getattr(current, "__wrapped__", None) is _map_split:
+        return
+    _split_before = _unwrapped(current)
+    _install("Split", _map_split)
+
+
+# --------------------------------------------------------------------------- Squeeze / Unsqueeze
+
+
+_squeeze_before: Callable | None = None
+_unsqueeze_before: Callable | None = None
+
+
+def _tensor_axes(self, node):
+    """The ``axes`` input when it is neither an attribute nor a constant, else None."""
+    if node.get_attr("axes") is not None or len(node.layer.input) < 2 or not node.layer.input[1]:
+        return None
+    axes = self.graph.get_input_node(node, idx=1, copy=True)
+    return None if _const(axes) is not None else axes
+
+
+def _map_squeeze(self, node) -> None:
+    """Squeeze with a computed ``axes``: ``paddle.squeeze`` with the axes as a tensor (its
+    kernel takes negative axes); without axes (attribute or input): ``paddle.squeeze(x)``, every
+    size-1 axis, as ONNX defines it; every other form as X2Paddle maps it."""
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    if node.get_attr("axes") is None and (len(node.layer.input) < 2 or not node.layer.input[1]):
+        self.paddle_graph.add_layer("paddle.squeeze", inputs={"x": val_x.name}, outputs=[node.name])
+        return
+    axes = _tensor_axes(self, node)
+    if axes is None:
+        _squeeze_before(self, node)
+        return
+    self.paddle_graph.add_layer("paddle.squeeze", inputs={"x": val_x.name, "axis": axes.name}, outputs=[node.name])
+
+
+def _map_unsqueeze(self, node) -> None:
+    """Unsqueeze with a computed ``axes``: the axes made non-negative against the output rank
+    and sorted (Paddle inserts them one after another, ONNX names output positions), then
+    ``paddle.unsqueeze`` with them as a tensor; every other form as X2Paddle maps it."""
+    axes = _tensor_axes(self, node)
+    if axes is None:
+        _unsqueeze_before(self, node)
+        return
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    prefix = node.name + "_unsqueeze"
+    # The output rank at run time (X2Paddle's shape inference often has no rank for x):
+    # len(shape(x)) + len(axes).
+    self.paddle_graph.add_layer("paddle.cast", inputs={"x": axes.name}, outputs=[prefix + "_axes"], dtype=_q("int64"))
+    self.paddle_graph.add_layer("paddle.shape", inputs={"input": val_x.name}, outputs=[prefix + "_shape"])
+    for what, source in (("_in_rank", prefix + "_shape"), ("_count", prefix + "_axes")):
+        self.paddle_graph.add_layer("paddle.shape", inputs={"input": source}, outputs=[prefix + what])
+        self.paddle_graph.add_layer("paddle.cast", inputs={"x": prefix + what}, outputs=[prefix + what],
+                                    dtype=_q("int64"))
+    self.paddle_graph.add_layer("paddle.add", inputs={"x": prefix + "_in_rank", "y": prefix + "_count"},
+                                outputs=[prefix + "_rank"])
+    # Floor modulo: -k -> rank - k, k >= 0 unchanged (ONNX allows [-rank, rank - 1]).
+    self.paddle_graph.add_layer("paddle.remainder", inputs={"x": prefix + "_axes", "y": prefix + "_rank"},
+                                outputs=[prefix + "_axes"])
+    self.paddle_graph.add_layer("paddle.sort", inputs={"x": prefix + "_axes"}, outputs=[prefix + "_sorted"])
+    self.paddle_graph.add_layer("paddle.unsqueeze", inputs={"x": val_x.name, "axis": prefix + "_sorted"},
+                                outputs=[node.name])
+
+
+def squeeze_unsqueeze_tensor_axes() -> None:
+    """Squeeze and Unsqueeze with ``axes`` a graph input or computed tensor (opset >= 13).
+    X2Paddle's ``OpSet.Squeeze`` (opset_legacy.py) reads the axes as a constant, gets None, and
+    writes ``paddle.squeeze(x)``, which drops every size-1 axis: silently wrong ("output 'y':
+    shape [3, 5] != [1, 3, 5]", ``test_squeeze_negative_axes``). ``OpSet13.Unsqueeze``
+    (opset13.py) passes them as they are, and Paddle inserts axes one after another, so unsorted
+    ones fail at run time: "InvalidArgumentError: The insert dimension value should not be
+    larger than the dimension size of input tensor" (``test_unsqueeze_unsorted_axes``). Squeeze
+    at opset >= 13 without axes reads input 1 anyway: "IndexError: list index out of range".
+    Wraps both (``_map_squeeze``, ``_map_unsqueeze``)."""
+    global _squeeze_before, _unsqueeze_before
+    from x2paddle.op_mapper.onnx2paddle import opset13, opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["Squeeze"]
+    if getattr(current, "__wrapped__", None) is not _map_squeeze:
+        _squeeze_before = _unwrapped(current)
+        _install("Squeeze", _map_squeeze)
+    current = opset13.OpSet13.__dict__["Unsqueeze"]
+    if getattr(current, "__wrapped__", None) is not _map_unsqueeze:
+        _unsqueeze_before = _unwrapped(current)
+        _install("Unsqueeze", _map_unsqueeze, opset13.OpSet13)

@@ -1,0 +1,195 @@
+"""The mapper fixes in bridge.patches.x2paddle_mappers_more, registered as X2Paddle shims.
+
+Per fix: a tiny graph that X2Paddle 1.6.0 fails on (or converts wrongly) without it (a fresh
+interpreter with every other shim applied, X2Paddle called directly) and that, with every shim
+(bridge's convert stage), converts and matches ONNX Runtime in Paddle Inference.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridge.runners import PaddleInferenceRunner
+from tests.helpers import parse_model, run_ort
+from tests.test_x2paddle_mapper_fixes import _assert_matches, _without, _x
+
+
+def _paddle_without(model, tmp_path, shim: str, inputs: list[str], outputs: list[str], feeds) -> dict:
+    """Convert without ``shim`` (it must convert) and run the result in Paddle Inference."""
+    proc, out = _without(model, tmp_path, shim)
+    assert "CONVERTED" in proc.stdout, out[-3000:]
+    runner = PaddleInferenceRunner(tmp_path / "without", {n: f"x2paddle_{n}" for n in inputs}, outputs)
+    return runner.run(feeds)
+
+
+# --------------------------------------------------------------------------- multi_output_graph_outputs, topk_values_readers
+
+# Indices (output 1) and Split's second part are graph outputs; Values is read by a node too.
+TOPK_SPLIT = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[3, 5] x, int64[1] k) => (float[3, K] doubled, int64[3, K] indices, float[2, 5] p0, float[1, 5] p1)
+  <int64[2] sizes = {2, 1}> {
+    values, indices = TopK <axis = 1, largest = 0> (x, k)
+    doubled = Abs (values)
+    p0, p1 = Split <axis = 0> (x, sizes)
+}
+"""
+
+
+def test_second_output_as_graph_output_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[3, 5] x, int64[1] k) => (float[3, K] values, int64[3, K] indices) {
+            values, indices = TopK <axis = 1> (x, k)
+        }""")
+    proc, out = _without(model, tmp_path, "multi_output_graph_outputs")
+    assert "FAILED" in proc.stdout and "name 'x2paddle_indices' is not defined" in out, out[-3000:]
+
+
+def test_topk_values_read_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[3, 5] x, int64[1] k) => (float[3, K] y) {
+            values, indices = TopK <axis = 1> (x, k)
+            y = Abs (values)
+        }""")
+    proc, out = _without(model, tmp_path, "topk_values_readers")
+    assert "FAILED" in proc.stdout and "Couldn't find x2paddle_values in previous layers" in out, out[-3000:]
+
+
+def test_topk_and_split_outputs_match_onnx_runtime(tmp_path):
+    feeds = {"x": _x(3, 5), "k": np.array([2], np.int64)}
+    _assert_matches(parse_model(TOPK_SPLIT), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- argmax_defaults
+
+ARGMAX = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[3, 4] x, float[4] v) => (int64[1, 4] first, int64[3] rows, int64[1, 4] last, int64 last_v) {
+    first = ArgMax (x)
+    rows = ArgMax <axis = -1, keepdims = 0> (x)
+    last = ArgMax <select_last_index = 1> (x)
+    last_v = ArgMax <keepdims = 0, select_last_index = 1> (v)
+}
+"""
+
+
+def test_argmax_default_axis_is_wrong_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[3, 4] x) => (int64[1, 4] y) { y = ArgMax (x) }""")
+    got = _paddle_without(model, tmp_path, "argmax_defaults", ["x"], ["y"], {"x": _x(3, 4)})["y"]
+    assert run_ort(model, {"x": _x(3, 4)}, tmp_path)["y"].shape == (1, 4)
+    assert got.size == 1  # the argmax of the flattened input
+
+
+def test_argmax_forms_match_onnx_runtime(tmp_path):
+    # Ties, so that select_last_index picks another index than the first.
+    x = np.array([[1, 5, 2, 2], [3, 5, 2, 0], [3, 1, 2, 0]], np.float32)
+    v = np.array([4, 1, 4, 0], np.float32)
+    expected = run_ort(parse_model(ARGMAX), {"x": x, "v": v}, tmp_path)
+    assert (expected["last"] != expected["first"]).any()  # the ties are there
+    _assert_matches(parse_model(ARGMAX), {"x": x, "v": v}, tmp_path)
+
+
+# --------------------------------------------------------------------------- gemm_all_forms
+
+GEMM = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[3, 5] a, float[4, 5] b, float[3, 4] c, float[4] d) => (float[3, 4] all, float[3, 4] no_c, float[3, 4] beta) {
+    all = Gemm <alpha = 0.25, beta = 0.35, transB = 1> (a, b, c)
+    no_c = Gemm <alpha = 2.0, transB = 1> (a, b)
+    beta = Gemm <beta = 3.0, transB = 1> (a, b, d)
+}
+"""
+
+
+def test_gemm_alpha_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[3, 5] a, float[5, 4] b, float[3, 4] c) => (float[3, 4] y) { y = Gemm <alpha = 0.5> (a, b, c) }""")
+    proc, out = _without(model, tmp_path, "gemm_all_forms")
+    assert "FAILED" in proc.stdout and "unhashable type: 'dict'" in out, out[-3000:]
+
+
+def test_gemm_forms_match_onnx_runtime(tmp_path):
+    feeds = {"a": _x(3, 5), "b": _x(4, 5) + 1, "c": _x(3, 4) - 1, "d": _x(4)}
+    _assert_matches(parse_model(GEMM), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- split_tensor_sizes
+
+SPLIT = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[2, 6] x, int64[3] sizes) => (float[2, A] p0, float[2, B] p1, float[2, C] p2) {
+    p0, p1, p2 = Split <axis = -1> (x, sizes)
+}
+"""
+
+
+def test_split_sizes_input_is_wrong_without_the_fix(tmp_path):
+    feeds = {"x": _x(2, 6), "sizes": np.array([1, 2, 3], np.int64)}
+    # X2Paddle's model has no input ``sizes``: it never reads it.
+    got = _paddle_without(parse_model(SPLIT), tmp_path, "split_tensor_sizes", ["x"], ["p0", "p1", "p2"],
+                          {"x": feeds["x"]})
+    assert [got[p].shape for p in ("p0", "p1", "p2")] == [(2, 2)] * 3  # equal parts
+
+
+def test_split_sizes_input_matches_onnx_runtime(tmp_path):
+    feeds = {"x": _x(2, 6), "sizes": np.array([1, 2, 3], np.int64)}
+    _assert_matches(parse_model(SPLIT), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- squeeze_unsqueeze_tensor_axes
+
+AXES = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[1, 3, 1, 5] x, int64[1] sq, int64[3] unsq) => (float[1, 3, 5] squeezed, float[1, 1, 3, 1, 5, 1] unsqueezed,
+                                                      float[3, 5] all) {
+    squeezed = Squeeze (x, sq)
+    unsqueezed = Unsqueeze (squeezed, unsq)
+    all = Squeeze (x)
+}
+"""
+
+
+def test_squeeze_axes_input_is_wrong_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[1, 3, 1, 5] x, int64[1] axes) => (float[1, 3, 5] y) { y = Squeeze (x, axes) }""")
+    feeds = {"x": _x(1, 3, 1, 5), "axes": np.array([-2], np.int64)}
+    # X2Paddle's model has no input ``axes``: it never reads it.
+    got = _paddle_without(model, tmp_path, "squeeze_unsqueeze_tensor_axes", ["x"], ["y"], {"x": feeds["x"]})["y"]
+    assert got.shape == (3, 5)  # every size-1 axis dropped
+
+
+def test_squeeze_unsqueeze_axes_inputs_match_onnx_runtime(tmp_path):
+    feeds = {"x": _x(1, 3, 1, 5), "sq": np.array([-2], np.int64), "unsq": np.array([5, -3, 1], np.int64)}
+    _assert_matches(parse_model(AXES), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- idempotence
+
+
+def test_shims_are_idempotent():
+    from bridge.patches import x2paddle_mappers_more as more
+    from bridge.patches import x2paddle_shims
+
+    x2paddle_shims.install()
+    from x2paddle.op_mapper.onnx2paddle import onnx_op_mapper, opset13, opset_legacy
+
+    applies = (more.multi_output_graph_outputs, more.topk_values_readers, more.argmax_defaults, more.gemm_all_forms, more.split_tensor_sizes,
+               more.squeeze_unsqueeze_tensor_axes)
+    for apply in applies:
+        apply()
+    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze")
+    before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
+    before_init, before_unsqueeze = onnx_op_mapper.ONNXOpMapper.__init__, opset13.OpSet13.Unsqueeze
+    for apply in applies:
+        apply()
+    assert {op: getattr(opset_legacy.OpSet, op) for op in ops} == before
+    assert onnx_op_mapper.ONNXOpMapper.__init__ is before_init is more._mapper_init
+    assert opset13.OpSet13.Unsqueeze is before_unsqueeze and before_unsqueeze.__wrapped__ is more._map_unsqueeze
+    assert more._split_before is not more._map_split and more._squeeze_before is not more._map_squeeze
+    assert more._topk_before is not more._map_topk
