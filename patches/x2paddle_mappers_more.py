@@ -1,5 +1,6 @@
 """More fixes to X2Paddle 1.6.0's ONNX op mappers (op_mapper/onnx2paddle/opset_legacy.py, which
-every ``OpSet7``..``OpSet15`` inherits, and onnx_op_mapper.py), applied as shims like
+every ``OpSet7``..``OpSet15`` inherits, and onnx_op_mapper.py), and a Dropout mapper (it has
+none), applied as shims like
 ``x2paddle_mapper_fixes.py``'s: each function below replaces or wraps one method, is idempotent,
 and is registered in ``x2paddle_shims.SHIMS`` after ``mappers_tensor``. Tests:
 tests/test_x2paddle_mappers_more.py.
@@ -253,6 +254,61 @@ def split_tensor_sizes() -> None:
         return
     _split_before = _unwrapped(current)
     _install("Split", _map_split)
+
+
+# --------------------------------------------------------------------------- Dropout
+
+
+def _map_dropout(self, node) -> None:
+    """Dropout: ``output = x`` and ``mask`` all true at inference (no ``training_mode`` input,
+    or a constant false one, and every opset < 12); with a ``training_mode`` tensor, ONNX's
+    training form at run time: ``keep = uniform[0, 1) >= r``, ``output = x * keep / (1 - r)``,
+    ``r = ratio`` (default 0.5) where training_mode is true, else 0 (so ``output = x``)."""
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    names = list(node.layer.input)
+    outputs = _split_outputs(node)
+    dtype = str(val_x.dtype)
+    training = None
+    if len(names) > 2 and names[2]:
+        mode = self.graph.get_input_node(node, idx=list(n for n in names if n).index(names[2]), copy=True)
+        value = _const(mode)
+        training = None if value is not None and not value.reshape(-1)[0] else mode
+    if training is None:
+        self.paddle_graph.add_layer("paddle.assign", inputs={"x": val_x.name}, outputs=[outputs[0]])
+        if len(outputs) > 1:
+            self.paddle_graph.add_layer("paddle.ones_like", inputs={"x": val_x.name}, outputs=[outputs[1]],
+                                        dtype=_q("bool"))
+        return
+    prefix = node.name + "_dropout"
+    if len(names) > 1 and names[1]:
+        ratio = self.graph.get_input_node(node, idx=1, copy=True)
+        self.paddle_graph.add_layer("paddle.cast", inputs={"x": ratio.name}, outputs=[prefix + "_ratio"],
+                                    dtype=_q(dtype))
+    else:
+        self.paddle_graph.add_layer("paddle.full", inputs={}, outputs=[prefix + "_ratio"], shape=[],
+                                    fill_value=0.5, dtype=_q(dtype))
+    self.paddle_graph.add_layer("paddle.cast", inputs={"x": training.name}, outputs=[prefix + "_on"], dtype=_q(dtype))
+    self.paddle_graph.add_layer("paddle.multiply", inputs={"x": prefix + "_ratio", "y": prefix + "_on"},
+                                outputs=[prefix + "_r"])
+    self.paddle_graph.add_layer("paddle.rand_like", inputs={"input": val_x.name}, outputs=[prefix + "_u"])
+    keep = outputs[1] if len(outputs) > 1 else prefix + "_keep"
+    self.paddle_graph.add_layer("paddle.greater_equal", inputs={"x": prefix + "_u", "y": prefix + "_r"},
+                                outputs=[keep])
+    self.paddle_graph.add_layer("paddle.cast", inputs={"x": keep}, outputs=[prefix + "_keepf"], dtype=_q(dtype))
+    self.paddle_graph.add_layer("paddle.multiply", inputs={"x": val_x.name, "y": prefix + "_keepf"},
+                                outputs=[prefix + "_kept"])
+    self.paddle_graph.add_layer("paddle.scale", inputs={"x": prefix + "_r"}, outputs=[prefix + "_left"], scale=-1.0,
+                                bias=1.0)
+    self.paddle_graph.add_layer("paddle.divide", inputs={"x": prefix + "_kept", "y": prefix + "_left"},
+                                outputs=[outputs[0]])
+
+
+def dropout() -> None:
+    """Dropout: X2Paddle 1.6.0 has no mapper for it (exporters drop it in eval mode, ONNX's
+    backend cases keep it): "========== Dropout ============" then "Exception: Model is not
+    supported yet." (``test_dropout_default*``, ``test_training_dropout_zero_ratio*``). Adds
+    ``OpSet.Dropout`` (``_map_dropout``)."""
+    _install("Dropout", _map_dropout)
 
 
 # --------------------------------------------------------------------------- Squeeze / Unsqueeze

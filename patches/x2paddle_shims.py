@@ -314,6 +314,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("gemm_all_forms", lambda: _mappers_more().gemm_all_forms()),
     Shim("split_tensor_sizes", lambda: _mappers_more().split_tensor_sizes()),
     Shim("squeeze_unsqueeze_tensor_axes", lambda: _mappers_more().squeeze_unsqueeze_tensor_axes()),
+    Shim("dropout", lambda: _mappers_more().dropout()),
 )
 
 _installed = False

@@ -86,6 +86,7 @@ SHIM_CASES = {
     "gemm_all_forms": "test_gemm_alpha",
     "split_tensor_sizes": "test_split_variable_parts_1d_opset13",
     "squeeze_unsqueeze_tensor_axes": "test_squeeze_negative_axes",
+    "dropout": "test_dropout_default_mask_ratio",
 }
 # Other stages' fixes, each with a case that needs it.
 OTHER_CASES = {

@@ -169,6 +169,48 @@ def test_squeeze_unsqueeze_axes_inputs_match_onnx_runtime(tmp_path):
     _assert_matches(parse_model(AXES), feeds, tmp_path)
 
 
+# --------------------------------------------------------------------------- dropout
+
+# Each Dropout on its own input: Paddle Inference loses fetch targets when two outputs are copies
+# of one feed ("The variable named fetch_name_0 is not found"), which is not what this is about.
+DROPOUT = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 4] x, float[N, 4] x2, float[N, 4] x3, float r, bool t)
+    => (float[N, 4] y, bool[N, 4] mask, float[N, 4] y2, float[N, 4] y3, bool[N, 4] m3) {
+    y, mask = Dropout (x, r)
+    y2 = Dropout (x2)
+    y3, m3 = Dropout (x3, r, t)
+}
+"""
+
+
+def test_dropout_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[N, 4] x) => (float[N, 4] y) { y = Dropout (x) }""")
+    proc, out = _without(model, tmp_path, "dropout")
+    assert "FAILED" in proc.stdout and "Model is not supported yet" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("ratio, training", [(0.5, False), (0.0, True)], ids=["inference", "training-ratio-0"])
+def test_dropout_matches_onnx_runtime(tmp_path, ratio, training):
+    feeds = {"x": _x(3, 4), "x2": _x(3, 4) + 1, "x3": _x(3, 4) - 1, "r": np.array(ratio, np.float32),
+             "t": np.array(training)}
+    _assert_matches(parse_model(DROPOUT), feeds, tmp_path)
+
+
+def test_dropout_training_drops_and_scales(tmp_path):
+    from tests.helpers import convert_and_run_paddle
+
+    x = np.abs(_x(64, 4)) + 1  # no zeros of its own
+    feeds = {"x": _x(64, 4), "x2": _x(64, 4), "x3": x, "r": np.array(0.5, np.float32), "t": np.array(True)}
+    got = convert_and_run_paddle(parse_model(DROPOUT), feeds, tmp_path)
+    y3, m3 = got["y3"], got["m3"]
+    assert m3.dtype == np.bool_ and 0 < m3.sum() < m3.size  # some dropped, some kept
+    np.testing.assert_allclose(y3[m3], x[m3] * 2, rtol=1e-6)  # kept / (1 - 0.5)
+    assert (y3[~m3] == 0).all()
+
+
 # --------------------------------------------------------------------------- idempotence
 
 
@@ -180,10 +222,10 @@ def test_shims_are_idempotent():
     from x2paddle.op_mapper.onnx2paddle import onnx_op_mapper, opset13, opset_legacy
 
     applies = (more.multi_output_graph_outputs, more.topk_values_readers, more.argmax_defaults, more.gemm_all_forms, more.split_tensor_sizes,
-               more.squeeze_unsqueeze_tensor_axes)
+               more.squeeze_unsqueeze_tensor_axes, more.dropout)
     for apply in applies:
         apply()
-    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze")
+    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout")
     before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
     before_init, before_unsqueeze = onnx_op_mapper.ONNXOpMapper.__init__, opset13.OpSet13.Unsqueeze
     for apply in applies:

@@ -715,7 +715,7 @@ def test_install_applies_every_shim_in_order():
         "tensor_attrs_typed_fields", "clip_bounds", "conv_kernel_shape",
         "gather_input_table", "mappers_math", "mappers_tensor",
         "multi_output_graph_outputs", "topk_values_readers", "argmax_defaults", "gemm_all_forms",
-        "split_tensor_sizes", "squeeze_unsqueeze_tensor_axes",
+        "split_tensor_sizes", "squeeze_unsqueeze_tensor_axes", "dropout",
     ]
     x2paddle_shims.install()
     x2paddle_shims.install()  # once per process; a second call is a no-op
