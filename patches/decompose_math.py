@@ -99,6 +99,13 @@ class DecomposeIsNaN(_FloatUnary):
     name = "decompose_isnan"
     op_types = ("IsNaN",)
 
+    def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
+        # IsNaN exists from opset 9, Equal on floats from 11 (7-10: bool and ints only).
+        # Found by tests/test_fuzz_patches.py.
+        if ctx.opset < 11:
+            return MatchResult.fail(f"opset {ctx.opset}: Equal takes floats from opset 11")
+        return super().check(ctx, node)
+
     def rewrite(self, ctx: PatchContext, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         b = Builder(ctx, node)
         b.op("Not", [b.op("Equal", [node.input[0], node.input[0]])], node.output[0])
@@ -114,6 +121,8 @@ class DecomposeMean(Patch):
     op_types = ("Mean",)
 
     def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
+        if ctx.opset < 7:  # Add and Div broadcast from opset 7 (the count is a scalar)
+            return MatchResult.fail(f"opset {ctx.opset}: Add/Div broadcast from opset 7")
         for name in node.input:
             reason = require_float(ctx, name)
             if reason:

@@ -172,6 +172,8 @@ class DecomposeLpNormalization(Patch):
     op_types = ("LpNormalization",)
 
     def check(self, ctx: PatchContext, node: onnx.NodeProto) -> MatchResult:
+        if ctx.opset < 11:  # the zero test is an Equal on floats (from opset 11)
+            return MatchResult.fail(f"opset {ctx.opset}: Equal takes floats from opset 11")
         reason = require_float(ctx, node.input[0])
         if reason:
             return MatchResult.fail(reason)

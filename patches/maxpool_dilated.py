@@ -96,15 +96,24 @@ class MaxPoolDilated(Patch):
         nodes: list[onnx.NodeProto] = []
         x = node.input[0]
         if any(pads):
-            pads_name = ctx.fresh_name(f"{base}_pads")
-            lowest_name = ctx.fresh_name(f"{base}_lowest")
-            ctx.model.graph.initializer.extend([
-                numpy_helper.from_array(np.array([0, 0, *pads[:n], 0, 0, *pads[n:]], np.int64), pads_name),
-                numpy_helper.from_array(_lowest(ctx, node.input[0]), lowest_name),
-            ])
+            all_pads = [0, 0, *pads[:n], 0, 0, *pads[n:]]
+            lowest = _lowest(ctx, node.input[0])
             padded = ctx.fresh_name(f"{base}_padded")
-            nodes.append(helper.make_node("Pad", [x, pads_name, lowest_name], [padded], mode="constant",
-                                          name=ctx.fresh_name(f"{base}_pad")))
+            if ctx.opset < 11:
+                # Pad-2 (dilated MaxPool exists from opset 10): pads and a float32 value as
+                # attributes (a float16/float32/float64 pool there; float64's lowest would be -inf)
+                value = float(max(lowest, np.finfo(np.float32).min))
+                nodes.append(helper.make_node("Pad", [x], [padded], mode="constant", pads=all_pads, value=value,
+                                              name=ctx.fresh_name(f"{base}_pad")))
+            else:
+                pads_name = ctx.fresh_name(f"{base}_pads")
+                lowest_name = ctx.fresh_name(f"{base}_lowest")
+                ctx.model.graph.initializer.extend([
+                    numpy_helper.from_array(np.array(all_pads, np.int64), pads_name),
+                    numpy_helper.from_array(lowest, lowest_name),
+                ])
+                nodes.append(helper.make_node("Pad", [x, pads_name, lowest_name], [padded], mode="constant",
+                                              name=ctx.fresh_name(f"{base}_pad")))
             x = padded
         # Max over a box is max over each axis in turn: one axis at a time, sum(k) slices, not prod(k).
         for i in range(n):

@@ -84,3 +84,19 @@ def test_declines_integer_mean():
     assert report.fired == []
     assert [(d.node, d.reason) for d in report.declined] == [
         ("m0", "input 'b' has element type int32 (float16, float32, float64 only)")]
+
+
+@pytest.mark.parametrize("op, opset, reason", [
+    ("IsNaN", 10, "Equal takes floats from opset 11"),
+    ("Mean", 6, "Add/Div broadcast from opset 7"),
+])
+def test_declines_below_the_opset_its_ops_need(op, opset, reason):
+    """Found by tests/test_fuzz_patches.py: Not(Equal(x, x)) at opset 9-10 and Div by a scalar
+    at opset 6 are invalid ONNX (Equal-7 has no floats, Div-6 broadcasts only with broadcast=1)."""
+    out = "bool" if op == "IsNaN" else "float"
+    model = parse_model(f"""
+        <ir_version: 8, opset_import: ["" : {opset}]>
+        g (float[2, 3] x) => ({out}[2, 3] y) {{ y = {op} (x) }}""")
+    patched, report = apply_patches(model, MATH_PATCHES)
+    assert not report.fired and [n.op_type for n in patched.graph.node] == [op]
+    assert reason in report.declined[0].reason

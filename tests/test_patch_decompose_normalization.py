@@ -107,3 +107,14 @@ def test_declines_dynamic_dims_from_opset_18_and_the_opset_18_group_norm():
         ("ln0", "reduced dims ['T'] not static (needed for a mean at opset 18)"),
         ("ln1", "reduced dims [4, 'T'] not static (needed for a mean at opset 18)"),
     ]
+
+
+def test_lp_normalization_declines_below_opset_11():
+    """Found by tests/test_fuzz_patches.py: the zero-norm test is an Equal on floats, which
+    opset 9-10's Equal does not take (invalid ONNX after patching)."""
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 10]>
+        g (float[2, 3] x) => (float[2, 3] y) { y = LpNormalization (x) }""")
+    patched, report = apply_patches(model, NORMALIZATION_PATCHES)
+    assert not report.fired and [n.op_type for n in patched.graph.node] == ["LpNormalization"]
+    assert "Equal takes floats from opset 11" in report.declined[0].reason

@@ -57,16 +57,18 @@ def test_maxpool_dilated_declines(attrs, reason):
     assert any(reason in d.reason for d in report.declined)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "double", "int8", "uint8"])
-def test_maxpool_dilated_pads_in_the_input_type(dtype, tmp_path):
+@pytest.mark.parametrize("dtype, opset", [("float16", 12), ("double", 12), ("int8", 12), ("uint8", 12),
+                                          ("float", 10), ("double", 10)])
+def test_maxpool_dilated_pads_in_the_input_type(dtype, opset, tmp_path):
     """Found by tests/test_fuzz_patches.py: the padding value was float32 whatever the input,
-    which onnx.checker refuses for any other type ("constant_value has inconsistent type")."""
+    which onnx.checker refuses for any other type ("constant_value has inconsistent type"); at
+    opset 10 Pad takes pads and value as attributes ("Pad:2 has input size 3")."""
     model = parse_model(f"""
-        <ir_version: 8, opset_import: ["" : 12]>
+        <ir_version: 8, opset_import: ["" : {opset}]>
         g ({dtype}[1, 2, 6, 6] x) => ({dtype}[1, 2, 6, 6] y) {{
             y = MaxPool <kernel_shape = [2, 2], dilations = [2, 2], pads = [1, 1, 1, 1]> (x)
         }}""")
-    x = {"x": (np.arange(72).reshape(1, 2, 6, 6) % 7 - (0 if dtype == "uint8" else 9)).astype(np.dtype(dtype))}
+    x = {"x": (np.arange(72).reshape(1, 2, 6, 6) % 7 - (0 if dtype == "uint8" else 9)).astype({"float": np.float32, "double": np.float64}.get(dtype, dtype))}
     patched, report = apply_patches(model, (PATCHES_BY_NAME["maxpool_dilated"],))
     assert [f.op_type for f in report.fired] == ["MaxPool"]
     onnx.checker.check_model(patched, full_check=True)
