@@ -94,10 +94,50 @@ _topk_before: Callable | None = None
 def _map_topk(self, node) -> None:
     """TopK as X2Paddle maps it, its graph node first given the ``index`` its readers need to
     read Values as ``<name>_p0`` (what ``build_connection`` sets when a node reads Indices)."""
+    _give_topk_index(self, node)
+    _topk_before(self, node)
+
+
+def _give_topk_index(self, node) -> None:
     graph_node = self.graph.get_node(node.layer_name)
     if graph_node is not None and not hasattr(graph_node, "index"):
         graph_node.index = 0
-    _topk_before(self, node)
+
+
+def _map_topk_stable(self, node) -> None:
+    """TopK as ``indices = argsort(x, axis, descending=largest, stable=True)[:k]``,
+    ``values = take_along_axis(x, indices, axis)``: equal values keep the lower index first, as
+    ONNX requires; outputs named as X2Paddle's TopK names them (``<name>_p0``/``_p1``), graph
+    outputs among them pointed there by ``multi_output_graph_outputs``."""
+    _give_topk_index(self, node)
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    val_k = self.graph.get_input_node(node, idx=1, copy=True)
+    axis = int(node.get_attr("axis", -1))
+    largest = node.get_attr("largest", 1) == 1
+    values, indices = f"{node.layer_name}_p0", f"{node.layer_name}_p1"
+    order = node.name + "_order"
+    self.paddle_graph.add_layer("paddle.argsort", inputs={"x": val_x.name}, outputs=[order], axis=axis,
+                                descending=largest, stable=True)
+    k = _const(val_k)
+    if k is not None:
+        self.paddle_graph.add_layer("paddle.slice", inputs={"input": order}, outputs=[indices], axes=[axis],
+                                    starts=[0], ends=[int(k.reshape(-1)[0])])
+    else:
+        self.paddle_graph.add_layer("paddle.cast", inputs={"x": val_k.name}, outputs=[node.name + "_k"],
+                                    dtype=_q("int64"))
+        self.paddle_graph.add_layer("paddle.slice", inputs={"input": order, "ends": node.name + "_k"},
+                                    outputs=[indices], axes=[axis], starts=[0])
+    self.paddle_graph.add_layer("paddle.take_along_axis", inputs={"arr": val_x.name, "indices": indices},
+                                outputs=[values], axis=axis)
+
+
+def topk_stable_ties() -> None:
+    """TopK over equal values: X2Paddle's ``OpSet.TopK`` (opset_legacy.py) maps it to
+    ``paddle.topk``, which returns equal values in another order than ONNX's (the lower index
+    first): silently wrong Indices ("output 'indices': 3 of 3 elements outside tolerance",
+    ``test_top_k_same_values*``). Replaces it (after ``topk_values_readers``, whose naming it
+    keeps) with ``_map_topk_stable``."""
+    _install("TopK", _map_topk_stable)
 
 
 def topk_values_readers() -> None:
@@ -110,7 +150,7 @@ def topk_values_readers() -> None:
     from x2paddle.op_mapper.onnx2paddle import opset_legacy
 
     current = opset_legacy.OpSet.__dict__["TopK"]
-    if getattr(current, "__wrapped__", None) is _map_topk:
+    if getattr(current, "__wrapped__", None) in (_map_topk, _map_topk_stable):  # topk_stable_ties names alike
         return
     _topk_before = _unwrapped(current)
     _install("TopK", _map_topk)
@@ -256,6 +296,154 @@ def split_tensor_sizes() -> None:
     _install("Split", _map_split)
 
 
+# --------------------------------------------------------------------------- Expand
+
+_expand_before: Callable | None = None
+
+
+def _map_expand(self, node) -> None:
+    """Expand with a computed shape: ``ones(shape) * x`` (X2Paddle's own formula) with the shape
+    passed as a tensor; a constant shape as X2Paddle maps it."""
+    val_shape = self.graph.get_input_node(node, idx=1, copy=True)
+    if _const(val_shape) is not None:
+        _expand_before(self, node)
+        return
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    ones = node.name + "_ones"
+    self.paddle_graph.add_layer("paddle.full", inputs={"shape": val_shape.name}, outputs=[ones],
+                                dtype=_q(str(val_x.dtype)), fill_value=1)
+    self.paddle_graph.add_layer("paddle.multiply", inputs={"x": ones, "y": val_x.name}, outputs=[node.name])
+
+
+def expand_tensor_shape() -> None:
+    """Expand with its shape a graph input or computed tensor: X2Paddle's ``OpSet.Expand``
+    (opset_legacy.py) writes the shape's name as an attribute (``paddle.full(shape=x2paddle_new_shape,
+    ...)``), so the generated ``forward`` never takes it: "NameError: In transformed code: ...
+    name 'x2paddle_new_shape' is not defined" (``test_expand_dim_changed``,
+    ``test_expand_dim_unchanged``). Wraps it (``_map_expand``)."""
+    global _expand_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["Expand"]
+    if getattr(current, "__wrapped__", None) is _map_expand:
+        return
+    _expand_before = _unwrapped(current)
+    _install("Expand", _map_expand)
+
+
+# --------------------------------------------------------------------------- Div
+
+_INTEGER_DTYPES = ("int8", "uint8", "int16", "int32", "int64")
+
+
+def _map_div(self, node) -> None:
+    """Div: integers as ONNX divides them (truncated toward zero, the inputs' type), computed in
+    int64: ``q = floor_divide(a, b)``, plus 1 where the remainder is non-zero and the signs
+    differ; floats as X2Paddle maps them (``paddle.divide``)."""
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    dtype = str(val_x.dtype)
+    if dtype not in _INTEGER_DTYPES:
+        self.elementwise_map(node)
+        return
+    val_y = self.graph.get_input_node(node, idx=1, copy=True)
+    p = node.name + "_div"
+    add = self.paddle_graph.add_layer
+    add("paddle.cast", inputs={"x": val_x.name}, outputs=[p + "_a"], dtype=_q("int64"))
+    add("paddle.cast", inputs={"x": val_y.name}, outputs=[p + "_b"], dtype=_q("int64"))
+    add("paddle.floor_divide", inputs={"x": p + "_a", "y": p + "_b"}, outputs=[p + "_q"])
+    add("paddle.remainder", inputs={"x": p + "_a", "y": p + "_b"}, outputs=[p + "_r"])
+    add("paddle.zeros_like", inputs={"x": p + "_r"}, outputs=[p + "_zero"])
+    add("paddle.not_equal", inputs={"x": p + "_r", "y": p + "_zero"}, outputs=[p + "_inexact"])
+    add("paddle.zeros_like", inputs={"x": p + "_a"}, outputs=[p + "_za"])
+    add("paddle.zeros_like", inputs={"x": p + "_b"}, outputs=[p + "_zb"])
+    add("paddle.less_than", inputs={"x": p + "_a", "y": p + "_za"}, outputs=[p + "_a_neg"])
+    add("paddle.less_than", inputs={"x": p + "_b", "y": p + "_zb"}, outputs=[p + "_b_neg"])
+    add("paddle.logical_xor", inputs={"x": p + "_a_neg", "y": p + "_b_neg"}, outputs=[p + "_signs"])
+    add("paddle.logical_and", inputs={"x": p + "_inexact", "y": p + "_signs"}, outputs=[p + "_up"])
+    add("paddle.cast", inputs={"x": p + "_up"}, outputs=[p + "_up"], dtype=_q("int64"))
+    add("paddle.add", inputs={"x": p + "_q", "y": p + "_up"}, outputs=[p + "_t"])
+    add("paddle.cast", inputs={"x": p + "_t"}, outputs=[node.name], dtype=_q(dtype))
+
+
+def div_integers() -> None:
+    """Div of integers: X2Paddle maps Div to ``paddle.divide`` (``elementwise_ops``,
+    opset_legacy.py), which in Paddle 3 divides integers as floats and returns float32: silently
+    the wrong type and value ("output 'z': dtype float32 != int8", ``test_div_int8``,
+    ``test_div_uint8``, ``test_div_int32_trunc``). Adds ``OpSet.Div`` (``_map_div``; X2Paddle's
+    dispatch prefers a method over ``elementwise_ops``)."""
+    _install("Div", _map_div)
+
+
+# --------------------------------------------------------------------------- ScatterND
+
+# ONNX ScatterND reduction -> paddle.put_along_axis reduce.
+_SCATTER_REDUCE = {"add": "add", "mul": "mul", "max": "amax", "min": "amin"}
+_scatter_nd_before: Callable | None = None
+
+
+def _static_dims(val) -> list[int] | None:
+    shape = (getattr(val, "out_shapes", None) or [None])[0]
+    if not shape or any(d is None or d < 0 for d in shape):
+        return None
+    return [int(d) for d in shape]
+
+
+def _map_scatter_nd(self, node) -> None:
+    """ScatterND with a ``reduction``: x as ``[M, R]`` (M the product of the k indexed dims, R
+    of the rest), each index row made a flat row number (``sum(index * strides)``), and
+    ``put_along_axis(x, rows, updates as [N, R], axis=0, reduce, include_self=True)``, which
+    applies duplicates one after another as ONNX does; ``reduction="none"`` as X2Paddle maps it."""
+    reduction = node.get_attr("reduction", "none")
+    reduction = reduction.decode() if isinstance(reduction, bytes) else reduction
+    if reduction == "none":
+        _scatter_nd_before(self, node)
+        return
+    if reduction not in _SCATTER_REDUCE:
+        raise ValueError(f"ScatterND {node.name!r}: reduction {reduction!r} is not an ONNX reduction")
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    indices = self.graph.get_input_node(node, idx=1, copy=True)
+    updates = self.graph.get_input_node(node, idx=2, copy=True)
+    x_dims, index_dims = _static_dims(val_x), _static_dims(indices)
+    if x_dims is None or index_dims is None:
+        raise ValueError(f"ScatterND {node.name!r}: reduction {reduction!r} needs static data and indices shapes")
+    k = index_dims[-1]
+    rows = int(np.prod(x_dims[:k], dtype=np.int64))
+    rest = int(np.prod(x_dims[k:], dtype=np.int64))
+    count = int(np.prod(index_dims[:-1], dtype=np.int64))
+    strides = [int(np.prod(x_dims[j + 1:k], dtype=np.int64)) for j in range(k)]
+    p = node.name + "_scatter"
+    add = self.paddle_graph.add_layer
+    add("paddle.reshape", inputs={"x": val_x.name}, outputs=[p + "_x"], shape=[rows, rest])
+    add("paddle.cast", inputs={"x": indices.name}, outputs=[p + "_i"], dtype=_q("int64"))
+    add("paddle.reshape", inputs={"x": p + "_i"}, outputs=[p + "_i"], shape=[count, k])
+    # paddle.assign of a literal list (X2Paddle's code generator reserves paddle.to_tensor for inputs).
+    add("paddle.assign", inputs={}, outputs=[p + "_strides"], x=strides)
+    add("paddle.cast", inputs={"x": p + "_strides"}, outputs=[p + "_strides"], dtype=_q("int64"))
+    add("paddle.multiply", inputs={"x": p + "_i", "y": p + "_strides"}, outputs=[p + "_i"])
+    add("paddle.sum", inputs={"x": p + "_i"}, outputs=[p + "_row"], axis=-1, keepdim=True)
+    add("paddle.expand", inputs={"x": p + "_row"}, outputs=[p + "_rows"], shape=[count, rest])
+    add("paddle.reshape", inputs={"x": updates.name}, outputs=[p + "_u"], shape=[count, rest])
+    add("paddle.put_along_axis", inputs={"arr": p + "_x", "indices": p + "_rows", "values": p + "_u"},
+        outputs=[p + "_out"], axis=0, reduce=_q(_SCATTER_REDUCE[reduction]), include_self=True)
+    add("paddle.reshape", inputs={"x": p + "_out"}, outputs=[node.name], shape=x_dims)
+
+
+def scatter_nd_reduction() -> None:
+    """ScatterND with ``reduction`` add/mul/max/min (opset 16+): X2Paddle's ``OpSet.ScatterND``
+    (opset_legacy.py) ignores the attribute and overwrites: silently wrong ("output 'y': 16 of
+    64 elements outside tolerance", ``test_scatternd_add``, ``_multiply``, ``_max``, ``_min``,
+    ``_max_with_element_indices``, ``_min_with_element_indices``). Wraps it
+    (``_map_scatter_nd``)."""
+    global _scatter_nd_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["ScatterND"]
+    if getattr(current, "__wrapped__", None) is _map_scatter_nd:
+        return
+    _scatter_nd_before = _unwrapped(current)
+    _install("ScatterND", _map_scatter_nd)
+
+
 # --------------------------------------------------------------------------- Dropout
 
 
@@ -304,10 +492,12 @@ def _map_dropout(self, node) -> None:
 
 
 def dropout() -> None:
-    """Dropout: X2Paddle 1.6.0 has no mapper for it (exporters drop it in eval mode, ONNX's
-    backend cases keep it): "========== Dropout ============" then "Exception: Model is not
-    supported yet." (``test_dropout_default*``, ``test_training_dropout_zero_ratio*``). Adds
-    ``OpSet.Dropout`` (``_map_dropout``)."""
+    """Dropout: X2Paddle 1.6.0 has no mapper for it; its decoder (``optimize_model_skip_op``,
+    decoder/onnx_decoder.py) bypasses Dropout where a node reads its output or it reads one, and a
+    standalone one (a graph input to a graph output, as in ONNX's backend cases) is left for the op
+    checker: "========== Dropout ============" then "Exception: Model is not supported yet."
+    (``test_dropout_default*``, ``test_training_dropout_zero_ratio*``). Adds ``OpSet.Dropout``
+    (``_map_dropout``)."""
     _install("Dropout", _map_dropout)
 
 

@@ -315,6 +315,10 @@ SHIMS: tuple[Shim, ...] = (
     Shim("split_tensor_sizes", lambda: _mappers_more().split_tensor_sizes()),
     Shim("squeeze_unsqueeze_tensor_axes", lambda: _mappers_more().squeeze_unsqueeze_tensor_axes()),
     Shim("dropout", lambda: _mappers_more().dropout()),
+    Shim("expand_tensor_shape", lambda: _mappers_more().expand_tensor_shape()),
+    Shim("div_integers", lambda: _mappers_more().div_integers()),
+    Shim("topk_stable_ties", lambda: _mappers_more().topk_stable_ties()),
+    Shim("scatter_nd_reduction", lambda: _mappers_more().scatter_nd_reduction()),
 )
 
 _installed = False

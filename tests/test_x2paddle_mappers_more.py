@@ -42,7 +42,8 @@ def test_second_output_as_graph_output_fails_without_the_fix(tmp_path):
         g (float[3, 5] x, int64[1] k) => (float[3, K] values, int64[3, K] indices) {
             values, indices = TopK <axis = 1> (x, k)
         }""")
-    proc, out = _without(model, tmp_path, "multi_output_graph_outputs")
+    # topk_stable_ties left out too: X2Paddle's own TopK renames the first output, not the second.
+    proc, out = _without(model, tmp_path, "multi_output_graph_outputs", "topk_stable_ties")
     assert "FAILED" in proc.stdout and "name 'x2paddle_indices' is not defined" in out, out[-3000:]
 
 
@@ -53,7 +54,7 @@ def test_topk_values_read_fails_without_the_fix(tmp_path):
             values, indices = TopK <axis = 1> (x, k)
             y = Abs (values)
         }""")
-    proc, out = _without(model, tmp_path, "topk_values_readers")
+    proc, out = _without(model, tmp_path, "topk_values_readers", "topk_stable_ties")  # both name Values right
     assert "FAILED" in proc.stdout and "Couldn't find x2paddle_values in previous layers" in out, out[-3000:]
 
 
@@ -211,6 +212,94 @@ def test_dropout_training_drops_and_scales(tmp_path):
     assert (y3[~m3] == 0).all()
 
 
+# --------------------------------------------------------------------------- expand_tensor_shape, div_integers, topk_stable_ties
+
+
+def test_expand_shape_input_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[3, 1] x, int64[3] s) => (float[A, 3, B] y) { y = Expand (x, s) }""")
+    proc, out = _without(model, tmp_path, "expand_tensor_shape")
+    assert "FAILED" in proc.stdout and "name 'x2paddle_s' is not defined" in out, out[-3000:]
+
+
+def test_div_integers_are_floats_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (int32[6] a, int32[6] b) => (int32[6] q) { q = Div (a, b) }""")
+    feeds = {"a": np.array([-7, 7, -7, 7, 6, -6], np.int32), "b": np.array([2, 2, -2, -2, 3, 4], np.int32)}
+    got = _paddle_without(model, tmp_path, "div_integers", ["a", "b"], ["q"], feeds)["q"]
+    assert got.dtype == np.float32
+
+
+def test_topk_ties_are_reordered_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[1, 6] x) => (float[1, 3] v, int64[1, 3] i) <int64[1] k = {3}> { v, i = TopK (x, k) }""")
+    feeds = {"x": np.array([[0, 1, 1, 1, 0, 2]], np.float32)}
+    got = _paddle_without(model, tmp_path, "topk_stable_ties", ["x"], ["v", "i"], feeds)["i"]
+    assert got.tolist() != run_ort(model, feeds, tmp_path)["i"].tolist()
+
+
+MORE = """
+<ir_version: 8, opset_import: ["" : 14]>
+g (float[3, 1] x, int64[3] s, int32[6] a, int32[6] b, int8[6] a8, int8[6] b8, float[6] f, float[2, 6] t, int64[1] k)
+    => (float[A, 3, B] expanded, int32[6] q, int8[6] q8, float[6] fq, float[2, K] top, int64[2, K] top_i,
+        float[K2, 6] low, int64[K2, 6] low_i) {
+    expanded = Expand (x, s)
+    q = Div (a, b)
+    q8 = Div (a8, b8)
+    fq = Div (f, f)
+    top, top_i = TopK <axis = -1> (t, k)
+    low, low_i = TopK <axis = 0, largest = 0> (t, k)
+}
+"""
+
+
+def test_expand_div_topk_match_onnx_runtime(tmp_path):
+    t = np.array([[0, 1, 1, 1, 0, 2], [3, 3, -1, 3, 3, 3]], np.float32)
+    feeds = {"x": _x(3, 1), "s": np.array([2, 1, 6], np.int64),
+             "a": np.array([-7, 7, -7, 7, 6, -6], np.int32), "b": np.array([2, 2, -2, -2, 3, 4], np.int32),
+             "a8": np.array([-128, 127, -5, 5, 0, -1], np.int8), "b8": np.array([3, -4, 2, -2, 5, 1], np.int8),
+             "f": _x(6) + 3, "t": t, "k": np.array([2], np.int64)}
+    _assert_matches(parse_model(MORE), feeds, tmp_path)
+
+
+# --------------------------------------------------------------------------- scatter_nd_reduction
+
+SCATTER = """
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[4, 3, 2] x, int64[3, 1] rows, float[3, 3, 2] u, int64[2, 3] cells, float[2] v)
+    => (float[4, 3, 2] sum, float[4, 3, 2] prod, float[4, 3, 2] hi, float[4, 3, 2] lo) {
+    sum = ScatterND <reduction = "add"> (x, rows, u)
+    prod = ScatterND <reduction = "mul"> (x, rows, u)
+    hi = ScatterND <reduction = "max"> (x, cells, v)
+    lo = ScatterND <reduction = "min"> (x, cells, v)
+}
+"""
+
+
+def _scatter_feeds() -> dict[str, np.ndarray]:
+    # Row 2 twice and cell (1, 2, 0) twice: duplicates are reduced one after another.
+    return {"x": _x(4, 3, 2), "rows": np.array([[2], [0], [2]], np.int64), "u": _x(3, 3, 2) + 1,
+            "cells": np.array([[1, 2, 0], [1, 2, 0]], np.int64), "v": np.array([5.0, -5.0], np.float32)}
+
+
+def test_scatter_nd_reduction_is_ignored_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[4, 3, 2] x, int64[3, 1] rows, float[3, 3, 2] u) => (float[4, 3, 2] y) {
+            y = ScatterND <reduction = "add"> (x, rows, u)
+        }""")
+    feeds = {k: v for k, v in _scatter_feeds().items() if k in ("x", "rows", "u")}
+    got = _paddle_without(model, tmp_path, "scatter_nd_reduction", ["x", "rows", "u"], ["y"], feeds)["y"]
+    assert not np.allclose(got, run_ort(model, feeds, tmp_path)["y"], atol=1e-3)
+
+
+def test_scatter_nd_reductions_match_onnx_runtime(tmp_path):
+    _assert_matches(parse_model(SCATTER), _scatter_feeds(), tmp_path)
+
+
 # --------------------------------------------------------------------------- idempotence
 
 
@@ -222,10 +311,11 @@ def test_shims_are_idempotent():
     from x2paddle.op_mapper.onnx2paddle import onnx_op_mapper, opset13, opset_legacy
 
     applies = (more.multi_output_graph_outputs, more.topk_values_readers, more.argmax_defaults, more.gemm_all_forms, more.split_tensor_sizes,
-               more.squeeze_unsqueeze_tensor_axes, more.dropout)
+               more.squeeze_unsqueeze_tensor_axes, more.dropout, more.expand_tensor_shape, more.div_integers,
+               more.topk_stable_ties, more.scatter_nd_reduction)
     for apply in applies:
         apply()
-    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout")
+    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout", "Expand", "Div", "ScatterND")
     before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
     before_init, before_unsqueeze = onnx_op_mapper.ONNXOpMapper.__init__, opset13.OpSet13.Unsqueeze
     for apply in applies:
@@ -234,4 +324,5 @@ def test_shims_are_idempotent():
     assert onnx_op_mapper.ONNXOpMapper.__init__ is before_init is more._mapper_init
     assert opset13.OpSet13.Unsqueeze is before_unsqueeze and before_unsqueeze.__wrapped__ is more._map_unsqueeze
     assert more._split_before is not more._map_split and more._squeeze_before is not more._map_squeeze
-    assert more._topk_before is not more._map_topk
+    assert more._topk_before is not more._map_topk and more._expand_before is not more._map_expand
+    assert opset_legacy.OpSet.TopK.__wrapped__ is more._map_topk_stable
