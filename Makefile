@@ -12,6 +12,9 @@ INPUT ?=
 DEVICE ?= cpu
 ARGS ?=
 PYTEST_ARGS ?=
+# make test runs the test files on this many workers (pytest-xdist; a file's tests stay together,
+# so its module fixtures are built once). TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 2
 
 .PHONY: convert validate test zoo bench fuzz conformance clean install install-gpu lock
 
@@ -38,7 +41,7 @@ $(CHROMIUM):
 	@test -x $(CHROMIUM) || { echo "error: chromium installed but $(CHROMIUM) is not there (set CHROMIUM=...)" >&2; exit 2; }
 
 test: $(STAMP) $(CHROMIUM)
-	BRIDGE_REQUIRE_CHROMIUM=1 BRIDGE_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	BRIDGE_REQUIRE_CHROMIUM=1 BRIDGE_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # Convert and validate every model of the example zoo (examples/); writes zoo/README.md.
 zoo: $(STAMP)
