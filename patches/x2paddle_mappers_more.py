@@ -444,6 +444,110 @@ def scatter_nd_reduction() -> None:
     _install("ScatterND", _map_scatter_nd)
 
 
+# --------------------------------------------------------------------------- Max / Min / Mod on narrow types
+
+# Types Paddle's CPU maximum/minimum/remainder kernels lack -> the type they are computed in.
+_WIDER = {"float16": "float32", "int8": "int32", "uint8": "int32", "int16": "int32", "uint16": "int32"}
+_max_min_before: dict[str, Callable] = {}
+_mod_before: Callable | None = None
+
+
+def _widened(self, node, dtype: str) -> list[str]:
+    """Both inputs cast to ``_WIDER[dtype]`` (or as they are where ``dtype`` is not narrow)."""
+    names = []
+    for i in range(2):
+        val = self.graph.get_input_node(node, idx=i, copy=True)
+        if dtype in _WIDER:
+            self.paddle_graph.add_layer("paddle.cast", inputs={"x": val.name}, outputs=[f"{node.name}_wide{i}"],
+                                        dtype=_q(_WIDER[dtype]))
+            names.append(f"{node.name}_wide{i}")
+        else:
+            names.append(val.name)
+    return names
+
+
+def _narrowed(self, node, dtype: str, result: str) -> None:
+    if dtype in _WIDER:
+        self.paddle_graph.add_layer("paddle.cast", inputs={"x": result}, outputs=[node.name], dtype=_q(dtype))
+
+
+def _map_max_min(self, node) -> None:
+    """Two-input Max/Min of a type Paddle's CPU kernels lack: computed in ``_WIDER`` and cast
+    back; every other form as X2Paddle maps it (sum_variadic leaves only two-input ones)."""
+    dtype = str(self.graph.get_input_node(node, idx=0, copy=True).dtype)
+    if dtype not in _WIDER or len(node.inputs) != 2:
+        _max_min_before[node.layer_type](self, node)
+        return
+    a, b = _widened(self, node, dtype)
+    kernel = "paddle.maximum" if node.layer_type == "Max" else "paddle.minimum"
+    self.paddle_graph.add_layer(kernel, inputs={"x": a, "y": b}, outputs=[node.name + "_wide"])
+    _narrowed(self, node, dtype, node.name + "_wide")
+
+
+def _map_mod(self, node) -> None:
+    """Mod: narrow types computed in ``_WIDER`` and cast back; integer ``fmod=1`` as C's
+    remainder (sign of the dividend: the floor remainder minus b where it is non-zero and the
+    signs differ); ``fmod=0`` as ``paddle.remainder`` (sign of the divisor); float ``fmod=1``
+    with X2Paddle's formula, ``a - sign(a / b) * floor(|a / b|) * b``. Wider types with
+    ``fmod=0``, and wide floats, as X2Paddle maps them."""
+    dtype = str(self.graph.get_input_node(node, idx=0, copy=True).dtype)
+    fmod = int(node.get_attr("fmod", 0))
+    integer = "int" in _WIDER.get(dtype, dtype)
+    if dtype not in _WIDER and not (integer and fmod == 1):
+        _mod_before(self, node)
+        return
+    a, b = _widened(self, node, dtype)
+    p, add = node.name + "_mod", self.paddle_graph.add_layer
+    out = p + "_out"
+    if fmod == 0:
+        add("paddle.remainder", inputs={"x": a, "y": b}, outputs=[out])
+    elif integer:
+        add("paddle.remainder", inputs={"x": a, "y": b}, outputs=[p + "_floor"])
+        for name, source in ((p + "_z", p + "_floor"), (p + "_za", a), (p + "_zb", b)):
+            add("paddle.zeros_like", inputs={"x": source}, outputs=[name])
+        add("paddle.not_equal", inputs={"x": p + "_floor", "y": p + "_z"}, outputs=[p + "_inexact"])
+        add("paddle.less_than", inputs={"x": a, "y": p + "_za"}, outputs=[p + "_a_neg"])
+        add("paddle.less_than", inputs={"x": b, "y": p + "_zb"}, outputs=[p + "_b_neg"])
+        add("paddle.logical_xor", inputs={"x": p + "_a_neg", "y": p + "_b_neg"}, outputs=[p + "_signs"])
+        add("paddle.logical_and", inputs={"x": p + "_inexact", "y": p + "_signs"}, outputs=[p + "_shift"])
+        add("paddle.subtract", inputs={"x": p + "_floor", "y": b}, outputs=[p + "_shifted"])
+        add("paddle.where", inputs={"condition": p + "_shift", "x": p + "_shifted", "y": p + "_floor"}, outputs=[out])
+    else:
+        add("paddle.divide", inputs={"x": a, "y": b}, outputs=[p + "_q"])
+        add("paddle.sign", inputs={"x": p + "_q"}, outputs=[p + "_sign"])
+        add("paddle.abs", inputs={"x": p + "_q"}, outputs=[p + "_abs"])
+        add("paddle.floor", inputs={"x": p + "_abs"}, outputs=[p + "_floor"])
+        add("paddle.multiply", inputs={"x": p + "_sign", "y": p + "_floor"}, outputs=[p + "_trunc"])
+        add("paddle.multiply", inputs={"x": p + "_trunc", "y": b}, outputs=[p + "_trunc"])
+        add("paddle.subtract", inputs={"x": a, "y": p + "_trunc"}, outputs=[out])
+    if dtype in _WIDER:
+        _narrowed(self, node, dtype, out)
+    else:
+        add("paddle.assign", inputs={"x": out}, outputs=[node.name])
+
+
+def narrow_max_min_mod() -> None:
+    """Max, Min and Mod of float16, int8, uint8, int16 or uint16: X2Paddle maps them to
+    ``paddle.maximum``/``minimum``/``mod`` (opset_legacy.py, opset10.py), which have no CPU
+    kernel for these types: "TypeError: (InvalidType) Check data type error for op: maximum,
+    input: y, y.dtype: int8" (``test_max_int8``, ``test_min_float16``, ``test_mod_uint8``, ...).
+    And ``OpSet10.Mod`` resets ``fmod=1`` to 0 for integers, so C's remainder (sign of the
+    dividend) comes out as Python's: silently wrong (``test_mod_int64_fmod``: "2 of 6 elements
+    outside tolerance"). Wraps all three (``_map_max_min``, ``_map_mod``)."""
+    global _mod_before
+    from x2paddle.op_mapper.onnx2paddle import opset10, opset_legacy
+
+    for op_type in ("Max", "Min"):
+        current = opset_legacy.OpSet.__dict__[op_type]
+        if getattr(current, "__wrapped__", None) is not _map_max_min:
+            _max_min_before[op_type] = _unwrapped(current)
+            _install(op_type, _map_max_min)
+    current = opset10.OpSet10.__dict__["Mod"]
+    if getattr(current, "__wrapped__", None) is not _map_mod:
+        _mod_before = _unwrapped(current)
+        _install("Mod", _map_mod, opset10.OpSet10)
+
+
 # --------------------------------------------------------------------------- Dropout
 
 

@@ -319,6 +319,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("div_integers", lambda: _mappers_more().div_integers()),
     Shim("topk_stable_ties", lambda: _mappers_more().topk_stable_ties()),
     Shim("scatter_nd_reduction", lambda: _mappers_more().scatter_nd_reduction()),
+    Shim("narrow_max_min_mod", lambda: _mappers_more().narrow_max_min_mod()),
 )
 
 _installed = False

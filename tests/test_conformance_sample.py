@@ -91,6 +91,7 @@ SHIM_CASES = {
     "div_integers": "test_div_int32_trunc",
     "topk_stable_ties": "test_top_k_same_values",
     "scatter_nd_reduction": "test_scatternd_max",
+    "narrow_max_min_mod": "test_mod_int64_fmod",
 }
 # Other stages' fixes, each with a case that needs it.
 OTHER_CASES = {

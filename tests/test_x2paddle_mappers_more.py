@@ -300,6 +300,48 @@ def test_scatter_nd_reductions_match_onnx_runtime(tmp_path):
     _assert_matches(parse_model(SCATTER), _scatter_feeds(), tmp_path)
 
 
+# --------------------------------------------------------------------------- narrow_max_min_mod
+
+NARROW = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (int8[6] a, int8[6] b, float16[6] h, float16[6] h2, uint8[6] u, uint8[6] u2, int32[6] i, int32[6] j)
+    => (int8[6] max8, float16[6] min16, uint8[6] mod_u8, int8[6] fmod8, int32[6] fmod32, float16[6] fmod16) {
+    max8 = Max (a, b)
+    min16 = Min (h, h2)
+    mod_u8 = Mod (u, u2)
+    fmod8 = Mod <fmod = 1> (a, b)
+    fmod32 = Mod <fmod = 1> (i, j)
+    fmod16 = Mod <fmod = 1> (h, h2)
+}
+"""
+
+
+def test_max_int8_fails_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (int8[6] a, int8[6] b) => (int8[6] y) { y = Max (a, b) }""")
+    proc, out = _without(model, tmp_path, "narrow_max_min_mod")
+    assert "FAILED" in proc.stdout and "y.dtype: int8" in out, out[-3000:]
+
+
+def test_integer_fmod_is_floor_mod_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (int32[4] a, int32[4] b) => (int32[4] y) { y = Mod <fmod = 1> (a, b) }""")
+    feeds = {"a": np.array([-7, 7, -7, 7], np.int32), "b": np.array([3, -3, -3, 3], np.int32)}
+    got = _paddle_without(model, tmp_path, "narrow_max_min_mod", ["a", "b"], ["y"], feeds)["y"]
+    assert got.tolist() != run_ort(model, feeds, tmp_path)["y"].tolist()
+
+
+def test_narrow_max_min_mod_match_onnx_runtime(tmp_path):
+    signed = np.array([-7, 7, -7, 7, 6, -128], np.int8), np.array([3, -3, -3, 3, 4, 5], np.int8)
+    feeds = {"a": signed[0], "b": signed[1],
+             "h": np.array([-7.5, 7, -7, 7.25, 6, 1], np.float16), "h2": np.array([3, -3, -2.5, 3, 4, 5], np.float16),
+             "u": np.array([7, 200, 0, 9, 255, 1], np.uint8), "u2": np.array([3, 7, 5, 9, 16, 1], np.uint8),
+             "i": signed[0].astype(np.int32), "j": signed[1].astype(np.int32)}
+    _assert_matches(parse_model(NARROW), feeds, tmp_path)
+
+
 # --------------------------------------------------------------------------- idempotence
 
 
@@ -312,10 +354,11 @@ def test_shims_are_idempotent():
 
     applies = (more.multi_output_graph_outputs, more.topk_values_readers, more.argmax_defaults, more.gemm_all_forms, more.split_tensor_sizes,
                more.squeeze_unsqueeze_tensor_axes, more.dropout, more.expand_tensor_shape, more.div_integers,
-               more.topk_stable_ties, more.scatter_nd_reduction)
+               more.topk_stable_ties, more.scatter_nd_reduction,
+               more.narrow_max_min_mod)
     for apply in applies:
         apply()
-    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout", "Expand", "Div", "ScatterND")
+    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout", "Expand", "Div", "ScatterND", "Max", "Min")
     before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
     before_init, before_unsqueeze = onnx_op_mapper.ONNXOpMapper.__init__, opset13.OpSet13.Unsqueeze
     for apply in applies:
@@ -326,3 +369,4 @@ def test_shims_are_idempotent():
     assert more._split_before is not more._map_split and more._squeeze_before is not more._map_squeeze
     assert more._topk_before is not more._map_topk and more._expand_before is not more._map_expand
     assert opset_legacy.OpSet.TopK.__wrapped__ is more._map_topk_stable
+    assert more._mod_before is not more._map_mod and more._max_min_before["Max"] is not more._map_max_min
