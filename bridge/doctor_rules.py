@@ -110,9 +110,20 @@ def _pool(view: GraphView, node) -> Iterator[Found]:
     auto_pad = attr(node, "auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         yield from _same_padding(view, node, k, strides, "pool")
-    if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
+    if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1] and not _indices_shim_maps(view, node, k):
         # MaxPool builds MaxPoolND without return_mask; verified: NameError at save
         yield "maxpool_indices", ATTRIBUTE_FORM, "error", "Indices output is used: X2Paddle only builds the values"
+
+
+def _indices_shim_maps(view: GraphView, node, k: int) -> bool:
+    """bridge's maxpool_indices shim (patches/x2paddle_mappers_more.py) maps a 2-D MaxPool's
+    Indices when the input's dims are static, the pads symmetric, auto_pad NOTSET/VALID and the
+    dilations ones."""
+    shape = view.shape(node.input[0])
+    pads = list(attr(node, "pads") or [0] * 2 * k)
+    return (k == 2 and shape is not None and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape)
+            and pads[:2] == pads[2:] and all(d == 1 for d in (attr(node, "dilations") or [1] * k))
+            and attr(node, "auto_pad", "NOTSET") in ("NOTSET", "VALID", b"NOTSET", b"VALID"))
 
 
 def _same_padding(view: GraphView, node, k: int, strides, what: str) -> Iterator[Found]:

@@ -548,6 +548,63 @@ def narrow_max_min_mod() -> None:
         _install("Mod", _map_mod, opset10.OpSet10)
 
 
+# --------------------------------------------------------------------------- MaxPool Indices
+
+_maxpool_before: Callable | None = None
+
+
+def _map_maxpool(self, node) -> None:
+    """2-D MaxPool whose Indices output exists (static input shape, symmetric pads, no auto_pad
+    or dilations): ``max_pool2d(..., return_mask=True)``, whose mask is ``h * W + w`` within each
+    (n, c) plane, plus ``(n * C + c) * H * W`` (ONNX flattens over the whole tensor);
+    ``storage_order=1`` (column-major) as ``w * H + h``. Every other MaxPool as X2Paddle maps it."""
+    outs = list(node.layer.output)
+    kernel = node.get_attr("kernel_shape") or []
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    dims = _static_dims(val_x)
+    pads = list(node.get_attr("pads") or [0] * 2 * len(kernel))
+    dilations = list(node.get_attr("dilations") or [1] * len(kernel))
+    auto_pad = node.get_attr("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if (len(outs) < 2 or not outs[1] or len(kernel) != 2 or dims is None or len(dims) != 4
+            or pads[:2] != pads[2:] or any(d != 1 for d in dilations) or auto_pad not in ("NOTSET", "VALID")):
+        _maxpool_before(self, node)
+        return
+    n, c, h, w = dims
+    values, indices = _split_outputs(node)[:2]
+    p, add = node.name + "_argmax", self.paddle_graph.add_layer
+    add("paddle.nn.functional.max_pool2d", inputs={"x": val_x.name}, outputs=[values, p + "_mask"],
+        kernel_size=[int(k) for k in kernel], stride=[int(s) for s in (node.get_attr("strides") or [1, 1])],
+        padding=[int(pads[0]), int(pads[1])], ceil_mode=bool(node.get_attr("ceil_mode", 0)), return_mask=True)
+    add("paddle.cast", inputs={"x": p + "_mask"}, outputs=[p + "_mask"], dtype=_q("int64"))
+    if node.get_attr("storage_order", 0) == 1:
+        add("paddle.full", inputs={}, outputs=[p + "_w"], shape=[1], fill_value=w, dtype=_q("int64"))
+        add("paddle.full", inputs={}, outputs=[p + "_h"], shape=[1], fill_value=h, dtype=_q("int64"))
+        add("paddle.floor_divide", inputs={"x": p + "_mask", "y": p + "_w"}, outputs=[p + "_row"])
+        add("paddle.remainder", inputs={"x": p + "_mask", "y": p + "_w"}, outputs=[p + "_col"])
+        add("paddle.multiply", inputs={"x": p + "_col", "y": p + "_h"}, outputs=[p + "_col"])
+        add("paddle.add", inputs={"x": p + "_col", "y": p + "_row"}, outputs=[p + "_mask"])
+    add("paddle.arange", inputs={}, outputs=[p + "_plane"], start=0, end=n * c * h * w, step=h * w, dtype=_q("int64"))
+    add("paddle.reshape", inputs={"x": p + "_plane"}, outputs=[p + "_plane"], shape=[n, c, 1, 1])
+    add("paddle.add", inputs={"x": p + "_mask", "y": p + "_plane"}, outputs=[indices])
+
+
+def maxpool_indices() -> None:
+    """MaxPool with its Indices output: X2Paddle's ``OpSet.MaxPool`` (opset_legacy.py) builds
+    ``paddle.nn.MaxPool2D`` without ``return_mask`` and never defines Indices: "NameError: In
+    transformed code: ... name 'x2paddle_z' is not defined"
+    (``test_maxpool_with_argmax_2d_precomputed_pads``, ``_strides``). Wraps it
+    (``_map_maxpool``)."""
+    global _maxpool_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["MaxPool"]
+    if getattr(current, "__wrapped__", None) is _map_maxpool:
+        return
+    _maxpool_before = _unwrapped(current)
+    _install("MaxPool", _map_maxpool)
+
+
 # --------------------------------------------------------------------------- Dropout
 
 

@@ -320,6 +320,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("topk_stable_ties", lambda: _mappers_more().topk_stable_ties()),
     Shim("scatter_nd_reduction", lambda: _mappers_more().scatter_nd_reduction()),
     Shim("narrow_max_min_mod", lambda: _mappers_more().narrow_max_min_mod()),
+    Shim("maxpool_indices", lambda: _mappers_more().maxpool_indices()),
 )
 
 _installed = False

@@ -92,6 +92,7 @@ SHIM_CASES = {
     "topk_stable_ties": "test_top_k_same_values",
     "scatter_nd_reduction": "test_scatternd_max",
     "narrow_max_min_mod": "test_mod_int64_fmod",
+    "maxpool_indices": "test_maxpool_with_argmax_2d_precomputed_pads",
 }
 # Other stages' fixes, each with a case that needs it.
 OTHER_CASES = {

@@ -277,8 +277,10 @@ def test_fixes_are_credited_to_their_patch():
           "(float[N, 3] x) => (float[N, 4] y) <float[3, 4] w = {1,1,1,1,1,1,1,1,1,1,1,1}, float[4] b = {0,0,0,0}>"),
     graph("[n0] y0, y1 = Split <axis = 1> (x, s)", 13, "(float[N, 5] x, int64[2] s) => (float[N, A] y0, float[N, B] y1)"),
     graph("[n0] v, i = TopK (x, k)\n[n1] y = Relu (v)", 13, "(float[N, 5] x) => (float[N, 2] y) <int64[1] k = {2}>"),
+    graph("[n0] y, i = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (x)", 13,
+          "(float[1, 3, 8, 8] x) => (float[1, 3, 4, 4] y, int64[1, 3, 4, 4] i)"),  # static: maxpool_indices maps it
 ], ids=["relu", "slice-computed-starts", "tile-computed-repeats", "unsqueeze-axes-input", "cast-bfloat16",
-        "squeeze-no-axes", "gemm-alpha-beta", "split-computed", "topk-indices-unused"])
+        "squeeze-no-axes", "gemm-alpha-beta", "split-computed", "topk-indices-unused", "maxpool-indices-static"])
 def test_what_x2paddle_takes_has_no_findings(model):
     report = diagnose(model)
     assert report.findings == [], report.render()

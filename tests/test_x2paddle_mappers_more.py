@@ -342,6 +342,31 @@ def test_narrow_max_min_mod_match_onnx_runtime(tmp_path):
     _assert_matches(parse_model(NARROW), feeds, tmp_path)
 
 
+# --------------------------------------------------------------------------- maxpool_indices
+
+POOL = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[2, 3, 5, 6] x) => (float[2, 3, 3, 3] y, int64[2, 3, 3, 3] i, float[2, 3, 5, 6] y2, int64[2, 3, 5, 6] i2) {
+    y, i = MaxPool <kernel_shape = [3, 2], strides = [2, 2], pads = [1, 0, 1, 0]> (x)
+    y2, i2 = MaxPool <kernel_shape = [3, 3], strides = [1, 1], pads = [1, 1, 1, 1], storage_order = 1> (x)
+}
+"""
+
+
+def test_maxpool_indices_fail_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[1, 1, 4, 4] x) => (float[1, 1, 2, 2] y, int64[1, 1, 2, 2] z) {
+            y, z = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (x)
+        }""")
+    proc, out = _without(model, tmp_path, "maxpool_indices")
+    assert "FAILED" in proc.stdout and "name 'x2paddle_z' is not defined" in out, out[-3000:]
+
+
+def test_maxpool_indices_match_onnx_runtime(tmp_path):
+    _assert_matches(parse_model(POOL), {"x": _x(2, 3, 5, 6)}, tmp_path)
+
+
 # --------------------------------------------------------------------------- idempotence
 
 
@@ -355,10 +380,11 @@ def test_shims_are_idempotent():
     applies = (more.multi_output_graph_outputs, more.topk_values_readers, more.argmax_defaults, more.gemm_all_forms, more.split_tensor_sizes,
                more.squeeze_unsqueeze_tensor_axes, more.dropout, more.expand_tensor_shape, more.div_integers,
                more.topk_stable_ties, more.scatter_nd_reduction,
-               more.narrow_max_min_mod)
+               more.narrow_max_min_mod, more.maxpool_indices)
     for apply in applies:
         apply()
-    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout", "Expand", "Div", "ScatterND", "Max", "Min")
+    ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout", "Expand", "Div", "ScatterND", "Max", "Min",
+           "MaxPool")
     before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
     before_init, before_unsqueeze = onnx_op_mapper.ONNXOpMapper.__init__, opset13.OpSet13.Unsqueeze
     for apply in applies:
