@@ -1392,8 +1392,11 @@ def test_decompose_attention_paddle(case: Case):
 @pytest.mark.skipif(SCALE > 1, reason="make fuzz runs each generator's Paddle property instead")
 @settings(max_examples=LATER_PADDLE_EXAMPLES, deadline=None, database=None, derandomize=True,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(st.sampled_from(sorted(LATER_STRATEGIES)).flatmap(lambda name: LATER_STRATEGIES[name](paddle=True)))
-def test_later_patches_paddle(case: Case):
+@given(st.sampled_from(sorted(LATER_STRATEGIES)).flatmap(
+    lambda name: LATER_STRATEGIES[name](paddle=True).map(lambda case: (name, case))))
+def test_later_patches_paddle(drawn: tuple[str, Case]):
     """make test's share of the Paddle properties above: a few conversions, each from one of
     the eleven generators."""
+    name, case = drawn
+    event(f"generator {name}")
     check_paddle(case)
