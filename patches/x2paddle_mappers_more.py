@@ -605,6 +605,53 @@ def maxpool_indices() -> None:
     _install("MaxPool", _map_maxpool)
 
 
+# --------------------------------------------------------------------------- GatherND batch_dims
+
+_gather_nd_before: Callable | None = None
+
+
+def _map_gather_nd(self, node) -> None:
+    """GatherND with ``batch_dims`` b > 0 (static indices shape): each index row gets its b
+    batch coordinates in front (``arange`` per batch dim, broadcast to the rows), then
+    ``gather_nd``; ``batch_dims=0`` as X2Paddle maps it."""
+    b = int(node.get_attr("batch_dims", 0))
+    if b == 0:
+        _gather_nd_before(self, node)
+        return
+    val_x = self.graph.get_input_node(node, idx=0, copy=True)
+    indices = self.graph.get_input_node(node, idx=1, copy=True)
+    dims = _static_dims(indices)
+    if dims is None:
+        raise ValueError(f"GatherND {node.name!r}: batch_dims {b} needs the indices' static shape")
+    rows = dims[:-1]
+    p, add = node.name + "_gnd", self.paddle_graph.add_layer
+    parts = []
+    for d in range(b):
+        coord = f"{p}_batch{d}"
+        add("paddle.arange", inputs={}, outputs=[coord], start=0, end=rows[d], dtype=_q("int64"))
+        add("paddle.reshape", inputs={"x": coord}, outputs=[coord],
+            shape=[rows[d] if i == d else 1 for i in range(len(rows) + 1)])
+        add("paddle.expand", inputs={"x": coord}, outputs=[coord], shape=rows + [1])
+        parts.append(coord)
+    add("paddle.cast", inputs={"x": indices.name}, outputs=[p + "_idx"], dtype=_q("int64"))
+    add("paddle.concat", inputs={"x": parts + [p + "_idx"]}, outputs=[p + "_full"], axis=-1)
+    add("paddle.gather_nd", inputs={"x": val_x.name, "index": p + "_full"}, outputs=[node.name])
+
+
+def gather_nd_batch_dims() -> None:
+    """GatherND with ``batch_dims`` > 0: X2Paddle's ``OpSet.GatherND`` (opset_legacy.py) ignores
+    it and indexes from the first dim: silently wrong ("output 'output': shape [2, 2, 2] != [2,
+    2]", ``test_gathernd_example_int32_batch_dim1``). Wraps it (``_map_gather_nd``)."""
+    global _gather_nd_before
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__["GatherND"]
+    if getattr(current, "__wrapped__", None) is _map_gather_nd:
+        return
+    _gather_nd_before = _unwrapped(current)
+    _install("GatherND", _map_gather_nd)
+
+
 # --------------------------------------------------------------------------- Dropout
 
 

@@ -321,6 +321,7 @@ SHIMS: tuple[Shim, ...] = (
     Shim("scatter_nd_reduction", lambda: _mappers_more().scatter_nd_reduction()),
     Shim("narrow_max_min_mod", lambda: _mappers_more().narrow_max_min_mod()),
     Shim("maxpool_indices", lambda: _mappers_more().maxpool_indices()),
+    Shim("gather_nd_batch_dims", lambda: _mappers_more().gather_nd_batch_dims()),
 )
 
 _installed = False

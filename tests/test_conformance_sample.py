@@ -93,6 +93,7 @@ SHIM_CASES = {
     "scatter_nd_reduction": "test_scatternd_max",
     "narrow_max_min_mod": "test_mod_int64_fmod",
     "maxpool_indices": "test_maxpool_with_argmax_2d_precomputed_pads",
+    "gather_nd_batch_dims": "test_gathernd_example_int32_batch_dim1",
 }
 # Other stages' fixes, each with a case that needs it.
 OTHER_CASES = {

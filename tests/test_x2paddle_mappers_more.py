@@ -367,6 +367,32 @@ def test_maxpool_indices_match_onnx_runtime(tmp_path):
     _assert_matches(parse_model(POOL), {"x": _x(2, 3, 5, 6)}, tmp_path)
 
 
+# --------------------------------------------------------------------------- gather_nd_batch_dims
+
+GATHER_ND = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[2, 3, 4] x, int64[2, 2, 1] i1, int64[2, 3, 1] i2) => (float[2, 2, 4] b1, float[2, 3] b2) {
+    b1 = GatherND <batch_dims = 1> (x, i1)
+    b2 = GatherND <batch_dims = 2> (x, i2)
+}
+"""
+
+
+def test_gather_nd_batch_dims_is_ignored_without_the_fix(tmp_path):
+    model = parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2, 3, 4] x, int64[2, 1] i) => (float[2, 4] y) { y = GatherND <batch_dims = 1> (x, i) }""")
+    feeds = {"x": _x(2, 3, 4), "i": np.array([[1], [0]], np.int64)}  # in range for dim 0 too
+    got = _paddle_without(model, tmp_path, "gather_nd_batch_dims", ["x", "i"], ["y"], feeds)["y"]
+    assert got.shape != run_ort(model, feeds, tmp_path)["y"].shape
+
+
+def test_gather_nd_batch_dims_match_onnx_runtime(tmp_path):
+    feeds = {"x": _x(2, 3, 4), "i1": np.array([[[2], [0]], [[1], [1]]], np.int64),
+             "i2": np.array([[[3], [0], [1]], [[2], [2], [0]]], np.int64)}
+    _assert_matches(parse_model(GATHER_ND), feeds, tmp_path)
+
+
 # --------------------------------------------------------------------------- idempotence
 
 
@@ -380,11 +406,11 @@ def test_shims_are_idempotent():
     applies = (more.multi_output_graph_outputs, more.topk_values_readers, more.argmax_defaults, more.gemm_all_forms, more.split_tensor_sizes,
                more.squeeze_unsqueeze_tensor_axes, more.dropout, more.expand_tensor_shape, more.div_integers,
                more.topk_stable_ties, more.scatter_nd_reduction,
-               more.narrow_max_min_mod, more.maxpool_indices)
+               more.narrow_max_min_mod, more.maxpool_indices, more.gather_nd_batch_dims)
     for apply in applies:
         apply()
     ops = ("TopK", "ArgMax", "Gemm", "Split", "Squeeze", "Dropout", "Expand", "Div", "ScatterND", "Max", "Min",
-           "MaxPool")
+           "MaxPool", "GatherND")
     before = {op: getattr(opset_legacy.OpSet, op) for op in ops}
     before_init, before_unsqueeze = onnx_op_mapper.ONNXOpMapper.__init__, opset13.OpSet13.Unsqueeze
     for apply in applies:

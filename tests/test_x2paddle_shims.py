@@ -717,7 +717,7 @@ def test_install_applies_every_shim_in_order():
         "multi_output_graph_outputs", "topk_values_readers", "argmax_defaults", "gemm_all_forms",
         "split_tensor_sizes", "squeeze_unsqueeze_tensor_axes", "dropout",
         "expand_tensor_shape", "div_integers", "topk_stable_ties", "scatter_nd_reduction",
-        "narrow_max_min_mod", "maxpool_indices",
+        "narrow_max_min_mod", "maxpool_indices", "gather_nd_batch_dims",
     ]
     x2paddle_shims.install()
     x2paddle_shims.install()  # once per process; a second call is a no-op
