@@ -144,3 +144,73 @@ def test_bytecode_cache_from_validate_does_not_stop_reuse(seqnet_work, tmp_path)
     rechecked = subprocess.run([sys.executable, "-m", "bridge", "validate", str(out), "--batch-sizes", "1"],
                                capture_output=True, text=True, env=env)
     assert rechecked.returncode == 0, rechecked.stderr
+
+
+# Stall the child's pipeline inside one stage (the stage function replaced by a wait), then
+# signal it there: every stage, both signals, deterministically (a real X2Paddle run is killed
+# above). The source is a one-node ONNX file, so the stages before the stalled one take
+# milliseconds and the rerun a few seconds.
+_STALLED_CHILD = """
+import sys, time
+from pathlib import Path
+from bridge import pipeline
+stage, marker = sys.argv[1], Path(sys.argv[2])
+module = {"export": pipeline.export_stage, "simplify": pipeline.simplify_stage,
+          "patch": pipeline.patch_stage, "convert": pipeline.convert_stage}[stage]
+name = "copy_onnx" if stage == "export" else "run"
+def stalled(*args, **kwargs):
+    marker.write_text("in " + stage)
+    time.sleep(120)
+    raise SystemExit("not signalled")
+setattr(module, name, stalled)
+from bridge.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+TINY = """
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[N, 4] x) => (float[N, 4] y) {
+        y = Relu (x)
+    }"""
+
+
+@pytest.fixture(scope="module")
+def tiny_work(tmp_path_factory) -> tuple[Path, Path]:
+    from tests.helpers import parse_model, save
+
+    folder = tmp_path_factory.mktemp("tiny")
+    model = save(parse_model(TINY), folder / "tiny.onnx")
+    work = folder / "work"
+    pipeline.convert(str(model), work, echo=lambda line: None)
+    return model, work
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("stage", ["export", "simplify", "patch", "convert"])
+def test_a_signal_in_any_stage_leaves_previous_output(tiny_work, tmp_path, stage, sig):
+    model, work = tiny_work
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(work), str(out)], check=True)
+    (out / "marker.txt").write_text("previous run")
+    before = snapshot(out)
+    marker = tmp_path / "in-stage"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STALLED_CHILD, stage, str(marker), "convert", str(model), "--out", str(out), "--force"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert marker.exists(), proc.communicate()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert snapshot(out) == before
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err, err
+        assert temporaries(out) == []  # cleaned up on the way out
+        return
+    assert proc.returncode == -signal.SIGKILL
+    assert temporaries(out)  # the killed run left its build folder behind...
+    rerun = bridge("convert", str(model), "--out", str(out))
+    assert rerun.returncode == 0, rerun.stderr
+    assert temporaries(out) == []  # ...which the next run removed
+    assert not (out / "marker.txt").exists()
