@@ -217,8 +217,6 @@ BLOCKING = [
     ("constantofshape-inf", raw_tensor_attributes(graph("s = Shape (x)\n[n0] m = ConstantOfShape <value = float[1] {-inf}> (s)\ny = Max (x, m)")),
      "n0", "cos_infinity", "constant_value"),
     ("tensor-name-not-python", graph("[n0] h_plus = Relu (x)\ny = Add (h_plus, x)"), "h+1", "tensor_name", "invalid_name"),
-    ("shape-start", graph("[n0] s = Shape <start = 1> (x)\ny = Cast <to = 1> (s)", 15, "(float[N, M, 4] x) => (float[2] y)"),
-     "n0", "shape_slice", "attribute_form"),
     ("uint32-cast", graph("[n0] y = Cast <to = 12> (x)", 13, "(float[N, 3] x) => (uint32[N, 3] y)"), "n0", "cast_to", "dtype_unsupported"),
 ]
 
@@ -257,6 +255,10 @@ def test_fixes_are_credited_to_their_patch():
     three = graph("[n0] y = Sum (x, x2, x3)", 13, "(float[N, 3] x, float[N, 3] x2, float[N, 3] x3) => (float[N, 3] y)")
     [finding] = diagnose(three).findings
     assert (finding.node, finding.rule, finding.fixed_by, finding.blocking) == ("n0", "sum_inputs", "sum_variadic", False)
+
+    shape = graph("[n0] s = Shape <start = 1> (x)\ny = Cast <to = 1> (s)", 15, "(float[N, M, 4] x) => (float[2] y)")
+    [finding] = diagnose(shape).findings
+    assert (finding.node, finding.rule, finding.fixed_by, finding.blocking) == ("n0", "shape_slice", "shape_start_end", False)
 
     dilated = graph("[mp0] y = MaxPool <kernel_shape = [3], dilations = [2]> (x)", 13, "(float[N, 3, 9] x) => (float[N, 3, 5] y)")
     found = {f.rule: f for f in diagnose(dilated).findings}
