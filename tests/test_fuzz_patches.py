@@ -16,11 +16,11 @@ Two properties per pattern:
 
 Covered: maxpool_unbatched, drop_unit_dilations, pool_default_strides (one pool strategy),
 lstm_initial_states, gru_unroll, constant_infinity, flatten_dynamic_dims, resize_half_pixel,
-castlike_to_cast; then maxpool_dilated, softmax_default_axis, sum_variadic (Sum),
-cast_unsupported_dtypes, opset_fit, and one generator per ``decompose_*`` file (activations,
-math, normalization, indexing, losses, attention) that picks among its op types. Those eleven
-have fewer ORT examples, and their Paddle properties run under ``make fuzz`` only; ``make test``
-runs ``test_later_patches_paddle`` (three conversions drawn from all eleven) instead. What the
+castlike_to_cast; then maxpool_dilated, softmax_default_axis, sum_variadic (Sum, Max, Min),
+cast_unsupported_dtypes, opset_fit, shape_start_end, and one generator per ``decompose_*`` file
+(activations, math, normalization, indexing, losses, attention) that picks among its op types.
+Those twelve have fewer ORT examples, and their Paddle properties run under ``make fuzz`` only;
+``make test`` runs ``test_later_patches_paddle`` (three conversions drawn from all twelve) instead. What the
 properties found outside the patches is ``KNOWN_GAPS`` (each a strict xfail with one fixed
 example; the Paddle strategies leave those regions out); what they found in the patches was
 fixed there (each fix names this file).
@@ -721,13 +721,13 @@ def test_unused_graph_input_is_not_fed():
 
 
 # --- the patches added later: one generator per patch file ---------------------------------
-# Fewer examples than above per property (NEW_ORT_EXAMPLES): eleven generators share make
+# Fewer examples than above per property (NEW_ORT_EXAMPLES): twelve generators share make
 # test's time; make fuzz multiplies them as the rest.
 
 NEW_ORT_EXAMPLES = 30
 # Their Paddle properties (one conversion per example, ~4-9 s) run under make fuzz only, SCALE
 # examples each; make test runs test_later_patches_paddle instead: LATER_PADDLE_EXAMPLES
-# conversions drawn from all eleven generators.
+# conversions drawn from all twelve generators.
 LATER_PADDLE_EXAMPLES = 3
 fuzz_only = pytest.mark.skipif(SCALE == 1, reason="make fuzz only (BRIDGE_FUZZ_SCALE > 1): a conversion per example")
 FLOATS = ["float32", "float32", "float64"]
@@ -845,18 +845,62 @@ def test_softmax_default_axis_paddle(case: Case):
     check_paddle(case)
 
 
-# --- sum_variadic (Sum only: the patch's file is being extended elsewhere) ----------------
+# --- shape_start_end ----------------------------------------------------------------------
+
+@st.composite
+def shape_slice_cases(draw, paddle: bool = False) -> Case:
+    opset = draw(st.sampled_from([15, 19, 21] if paddle else [13, 15, 18, 19, 21]))
+    rank = draw(st.integers(1, 4))
+    shape = [draw(st.integers(1, 4)) for _ in range(rank)]
+    attrs = {}
+    if opset >= 15:  # start/end exist from opset 15; each may be absent, negative or out of range
+        for key in ("start", "end"):
+            if draw(st.booleans()):
+                attrs[key] = draw(st.integers(-rank - 2, rank + 2))
+    start = attrs.get("start", 0)
+    start = max(0, min(rank, start + rank if start < 0 else start))
+    end = attrs.get("end", rank)
+    end = max(0, min(rank, end + rank if end < 0 else end))
+    size = max(0, end - start)
+    if paddle:
+        assume(size > 0)  # Paddle Inference returns no empty tensors
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = random_array(rng, shape, np.dtype("float32"))
+    declared = ["N" if draw(st.booleans()) else shape[0]] + shape[1:]
+    note(f"Shape opset {opset} x{shape} (declared {declared}) {attrs}")
+    return one_op_case("Shape", [("x", np.dtype("float32"), shape, x)], [("y", np.dtype("int64"), 1)], opset, attrs,
+                       must_fire=("shape_start_end",) if attrs else (), declared={"x": declared})
+
+
+@fuzz_settings(NEW_ORT_EXAMPLES)
+@given(shape_slice_cases())
+def test_shape_start_end_ort(case: Case):
+    check_ort(case)
+
+
+@fuzz_only
+@fuzz_settings(PADDLE_EXAMPLES, shrink=False)
+@given(shape_slice_cases(paddle=True))
+def test_shape_start_end_paddle(case: Case):
+    check_paddle(case)
+
+
+# --- sum_variadic (Sum, Max, Min) ----------------------------------------------------------
 
 @st.composite
 def sum_cases(draw, paddle: bool = False) -> Case:
+    op = draw(st.sampled_from(["Sum", "Max", "Min"]))
     opset = draw(st.sampled_from([13, 15] if paddle else [8, 11, 13, 15, 19]))
     count = draw(st.sampled_from([1, 2, 3, 3, 4, 5]))
     full, shapes = broadcast_shapes(draw, count, min_rank=1 if paddle else 0)
-    dtype = np.dtype(draw(st.sampled_from(["float32", "int64"] if paddle else FLOATS + ["float16", "int32", "int64"])))
+    types = ["float32", "int64"] if paddle else FLOATS + ["float16", "int32", "int64"]
+    if op != "Sum" and opset < 12:  # Max/Min take integers from opset 12
+        types = [t for t in types if t.startswith("float")]
+    dtype = np.dtype(draw(st.sampled_from(types)))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     inputs = [(f"x{i}", dtype, s, random_array(rng, s, dtype)) for i, s in enumerate(shapes)]
-    note(f"Sum opset {opset} of {shapes} {dtype}")
-    return one_op_case("Sum", inputs, [("y", dtype, len(full))], opset, {},
+    note(f"{op} opset {opset} of {shapes} {dtype}")
+    return one_op_case(op, inputs, [("y", dtype, len(full))], opset, {},
                        must_fire=("sum_variadic",) if count != 2 else ())
 
 
@@ -1343,7 +1387,7 @@ LATER_STRATEGIES = {
     "maxpool_dilated": dilated_pool_cases, "softmax_default_axis": softmax_cases, "sum_variadic": sum_cases,
     "cast_unsupported_dtypes": comparison_cases, "opset_fit": opset_fit_cases, "decompose_activations": activation_cases,
     "decompose_math": math_cases, "decompose_normalization": normalization_cases, "decompose_indexing": indexing_cases,
-    "decompose_losses": loss_cases, "decompose_attention": attention_cases,
+    "decompose_losses": loss_cases, "decompose_attention": attention_cases, "shape_start_end": shape_slice_cases,
 }
 
 
@@ -1396,7 +1440,7 @@ def test_decompose_attention_paddle(case: Case):
     lambda name: LATER_STRATEGIES[name](paddle=True).map(lambda case: (name, case))))
 def test_later_patches_paddle(drawn: tuple[str, Case]):
     """make test's share of the Paddle properties above: a few conversions, each from one of
-    the eleven generators."""
+    the twelve generators."""
     name, case = drawn
     event(f"generator {name}")
     check_paddle(case)
