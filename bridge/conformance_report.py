@@ -260,8 +260,9 @@ def render(records: list[dict], baseline: list[dict] | None = None) -> str:
         "",
         "## Totals",
         "",
-        "The last two columns are the baseline measured before this harness (X2Paddle 1.6.0 alone; the "
-        "pytorch-* suites also with only the opset upgrade in front of it); they are not rerun here.",
+        "The last two columns are the issue's baseline, measured before this harness (X2Paddle 1.6.0 alone; "
+        "the pytorch-* suites also with only the opset upgrade in front of it); the next section reruns "
+        "X2Paddle alone case by case.",
         "",
         *_totals(latest, sizes),
         "",
