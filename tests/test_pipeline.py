@@ -185,9 +185,31 @@ def test_inference_settings_saved_and_used(seqnet_work):
     settings = json.loads((seqnet_work / "paddle" / "inference_config.json").read_text())
     assert settings["chosen"] == "onednn" and settings["cpu"]["mkldnn"] is True
     assert settings["tried"][0]["ok"] and settings["tried"][0]["max_abs_diff_vs_dygraph"] < 1e-5
+    assert (settings["tried"][-1]["settings"], settings["tried"][-1]["faster"]) == ("plain-cpu", False)
     assert "inplace_pass" in settings["delete_passes"]
     config = inference_config(seqnet_work / "paddle" / "inference_model", threads=2)
     assert config.mkldnn_enabled() and config.cpu_math_library_num_threads() == 2
+
+
+def test_plain_cpu_is_chosen_where_onednn_is_clearly_slower(tmp_path):
+    """200 Sigmoids on a 1x16 input: oneDNN's per-op cost (about 48 µs against 7 µs) makes the
+    plain CPU program several times faster, and bridge chooses it (SeqNet, FLOP-bound, keeps
+    oneDNN: test_inference_settings_saved_and_used)."""
+    import onnx
+
+    from bridge.bench_cost import op_chain_model
+    from bridge.runners import inference_config
+
+    onnx.save(op_chain_model(200), str(tmp_path / "chain.onnx"))
+    pipeline.convert(str(tmp_path / "chain.onnx"), tmp_path / "work", echo=lambda line: None)
+    settings = json.loads((tmp_path / "work" / "paddle" / "inference_config.json").read_text())
+    assert settings["chosen"] == "plain-cpu" and settings["cpu"]["mkldnn"] is False
+    onednn, plain = settings["tried"][0], settings["tried"][-1]
+    assert (onednn["settings"], onednn["ok"]) == ("onednn", True)
+    assert (plain["settings"], plain["faster"], plain["ok"]) == ("plain-cpu", True, True)
+    assert plain["max_abs_diff_vs_dygraph"] < 1e-5
+    assert not inference_config(tmp_path / "work" / "paddle" / "inference_model").mkldnn_enabled()
+    assert pipeline.validate(tmp_path / "work", batch_sizes=(1, 3)).passed
 
 
 def test_cli_help_imports_neither_torch_nor_paddle():
