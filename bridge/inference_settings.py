@@ -52,20 +52,26 @@ ONEDNN_CRASHES = {
 }
 
 
-def program_ops(paddle_dir: Path) -> set[str]:
-    """Op names of the saved inference program (``pad3d``, ``conv2d``...); empty if unreadable."""
+def _program(paddle_dir: Path) -> list[dict]:
     try:
         data = json.loads((paddle_dir / "inference_model" / "model.json").read_text())
-        ops = data["program"]["regions"][0]["blocks"][0]["ops"]
+        return data["program"]["regions"][0]["blocks"][0]["ops"]
     except (OSError, ValueError, KeyError, IndexError):
-        return set()
-    return {op.get("#", "").split(".")[-1] for op in ops}
+        return []
+
+
+def program_ops(paddle_dir: Path) -> set[str]:
+    """Op names of the saved inference program (``pad3d``, ``conv2d``...); empty if unreadable."""
+    return {op.get("#", "").split(".")[-1] for op in _program(paddle_dir)}
 
 
 # The plain CPU candidate must beat oneDNN by this factor at batch 1 to be chosen: a clear win
 # only, so that two conversions of one model choose alike (the file is a hashed artifact).
 SPEED_MARGIN = 1.5
 TIMED_RUNS = 5
+# Above this many ops the check is not made: one more predictor costs Paddle's analysis passes
+# over the whole program (the 10,000-node scaling model: +86 s and +3 GB at conversion).
+SPEED_CHECK_MAX_OPS = 2000
 
 # Loose on purpose: this tells a broken pass (1e-2 and worse) from float noise, and
 # `bridge validate` then applies the real tolerances.
@@ -175,6 +181,8 @@ def choose(paddle_dir: Path, feeds: list[dict[str, np.ndarray]], inputs: dict[st
             break
     if chosen is None:  # none agrees: keep the fastest that runs; validate will report the mismatch
         chosen = fallback
+    elif chosen["cpu"]["mkldnn"] and len(_program(paddle_dir)) > SPEED_CHECK_MAX_OPS:
+        tried.append({"settings": "plain-cpu", "skipped": f"not timed: over {SPEED_CHECK_MAX_OPS} ops"})
     elif chosen["cpu"]["mkldnn"]:
         onednn_ms = _median_ms(runner, feeds[0], TIMED_RUNS)
         runner = None  # one predictor at a time: a model's weights are not held twice more

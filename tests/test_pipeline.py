@@ -191,7 +191,7 @@ def test_inference_settings_saved_and_used(seqnet_work):
     assert config.mkldnn_enabled() and config.cpu_math_library_num_threads() == 2
 
 
-def test_plain_cpu_is_chosen_where_onednn_is_clearly_slower(tmp_path):
+def test_plain_cpu_is_chosen_where_onednn_is_clearly_slower(tmp_path, monkeypatch):
     """200 Sigmoids on a 1x16 input: oneDNN's per-op cost (about 48 µs against 7 µs) makes the
     plain CPU program several times faster, and bridge chooses it (SeqNet, FLOP-bound, keeps
     oneDNN: test_inference_settings_saved_and_used)."""
@@ -210,6 +210,19 @@ def test_plain_cpu_is_chosen_where_onednn_is_clearly_slower(tmp_path):
     assert plain["max_abs_diff_vs_dygraph"] < 1e-5
     assert not inference_config(tmp_path / "work" / "paddle" / "inference_model").mkldnn_enabled()
     assert pipeline.validate(tmp_path / "work", batch_sizes=(1, 3)).passed
+
+    # A program over SPEED_CHECK_MAX_OPS keeps oneDNN untimed (one more predictor is costly there).
+    from bridge import inference_settings
+    from bridge.stages.export import random_inputs
+    from bridge.spec import InputSpec
+
+    manifest = json.loads((tmp_path / "work" / "manifest.json").read_text())
+    conv = manifest["stages"]["convert"]
+    feeds = [random_inputs([InputSpec.from_json(s) for s in manifest["inputs"]], batch=1, seed=0)]
+    monkeypatch.setattr(inference_settings, "SPEED_CHECK_MAX_OPS", 100)
+    again = inference_settings.choose(tmp_path / "work" / "paddle", feeds, conv["paddle_inputs"], conv["paddle_outputs"])
+    assert again["chosen"] == "onednn"
+    assert again["tried"][-1] == {"settings": "plain-cpu", "skipped": "not timed: over 100 ops"}
 
 
 def test_cli_help_imports_neither_torch_nor_paddle():
