@@ -23,6 +23,13 @@ def bridge(*args: str, env: dict | None = None, **kwargs) -> subprocess.Complete
                           env={**os.environ, **(env or {})}, **kwargs)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT back to its default. pytest-xdist's workers ignore
+    SIGINT, children inherit that, and a Python started with SIGINT ignored installs no
+    KeyboardInterrupt handler: a user's Ctrl-C would not be what the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def temporaries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
 
@@ -60,7 +67,8 @@ def test_interrupted_conversion_leaves_previous_output(seqnet_work, tmp_path, si
     (out / "marker.txt").write_text("previous run")
     before = snapshot(out)
     proc = subprocess.Popen([sys.executable, "-m", "bridge", "convert", SEED, "--out", str(out), "--force"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until X2Paddle writes its log in the build folder
         if any((p / "out" / "logs" / "convert.log").exists() for p in tmp_path.glob(".out.tmp-*")):
@@ -196,7 +204,7 @@ def test_a_signal_in_any_stage_leaves_previous_output(tiny_work, tmp_path, stage
     marker = tmp_path / "in-stage"
     proc = subprocess.Popen(
         [sys.executable, "-c", _STALLED_CHILD, stage, str(marker), "convert", str(model), "--out", str(out), "--force"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.time() + 60
     while not marker.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
