@@ -51,6 +51,20 @@ def _unwrapped(mapper: Callable) -> Callable:
     return mapper
 
 
+def _wrap_mapper(name: str, func: Callable) -> Callable | None:
+    """Install ``func`` as ``OpSet.<name>`` (``_install``) over the mapper there now, and return
+    that mapper unwrapped, for ``func`` to call on the forms it leaves alone; None when ``func``
+    is installed already (the caller keeps what it saved the first time)."""
+    from x2paddle.op_mapper.onnx2paddle import opset_legacy
+
+    current = opset_legacy.OpSet.__dict__[name]
+    if getattr(current, "__wrapped__", None) is func:
+        return None
+    before = _unwrapped(current)
+    _install(name, func)
+    return before
+
+
 def _axes_tensor(self, node):
     """``(axes_node, constant_value_or_None)`` for a reduce node's second input, ``(None, None)``
     when it has none."""
@@ -320,13 +334,7 @@ def clip_bounds() -> None:
     (``AttributeError: 'NoneType' object has no attribute 'shape'``) and passes two as tensors.
     Replaces it with ``_map_clip``."""
     global _clip_before
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
-    current = opset_legacy.OpSet.__dict__["Clip"]
-    if getattr(current, "__wrapped__", None) is _map_clip:
-        return
-    _clip_before = _unwrapped(current)
-    _install("Clip", _map_clip)
+    _clip_before = _wrap_mapper("Clip", _map_clip) or _clip_before
 
 
 _conv_before: dict[str, Callable] = {}
@@ -394,10 +402,4 @@ def gather_input_table() -> None:
     graph input) and ``embedding_dim=val_x_shape[1]`` (``IndexError: list index out of
     range`` for a 1-D one). Wraps it to map that form with ``gather_nd`` (``_map_gather``)."""
     global _gather_before
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
-    current = opset_legacy.OpSet.__dict__["Gather"]
-    if getattr(current, "__wrapped__", None) is _map_gather:
-        return
-    _gather_before = _unwrapped(current)
-    _install("Gather", _map_gather)
+    _gather_before = _wrap_mapper("Gather", _map_gather) or _gather_before

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from bridge.patches.x2paddle_mapper_fixes import _install, _unwrapped
+from bridge.patches.x2paddle_mapper_fixes import _install, _unwrapped, _wrap_mapper
 
 
 def _q(text: str) -> str:
@@ -287,13 +287,7 @@ def split_tensor_sizes() -> None:
     ("output 'output_1': shape [3] != [2]", ``test_split_variable_parts_*``). Wraps it to slice
     by the sizes at run time (``_map_split``)."""
     global _split_before
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
-    current = opset_legacy.OpSet.__dict__["Split"]
-    if getattr(current, "__wrapped__", None) is _map_split:
-        return
-    _split_before = _unwrapped(current)
-    _install("Split", _map_split)
+    _split_before = _wrap_mapper("Split", _map_split) or _split_before
 
 
 # --------------------------------------------------------------------------- Expand
@@ -322,13 +316,7 @@ def expand_tensor_shape() -> None:
     name 'x2paddle_new_shape' is not defined" (``test_expand_dim_changed``,
     ``test_expand_dim_unchanged``). Wraps it (``_map_expand``)."""
     global _expand_before
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
-    current = opset_legacy.OpSet.__dict__["Expand"]
-    if getattr(current, "__wrapped__", None) is _map_expand:
-        return
-    _expand_before = _unwrapped(current)
-    _install("Expand", _map_expand)
+    _expand_before = _wrap_mapper("Expand", _map_expand) or _expand_before
 
 
 # --------------------------------------------------------------------------- Div
@@ -435,13 +423,7 @@ def scatter_nd_reduction() -> None:
     ``_max_with_element_indices``, ``_min_with_element_indices``). Wraps it
     (``_map_scatter_nd``)."""
     global _scatter_nd_before
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
-    current = opset_legacy.OpSet.__dict__["ScatterND"]
-    if getattr(current, "__wrapped__", None) is _map_scatter_nd:
-        return
-    _scatter_nd_before = _unwrapped(current)
-    _install("ScatterND", _map_scatter_nd)
+    _scatter_nd_before = _wrap_mapper("ScatterND", _map_scatter_nd) or _scatter_nd_before
 
 
 # --------------------------------------------------------------------------- Max / Min / Mod on narrow types
@@ -596,13 +578,7 @@ def maxpool_indices() -> None:
     (``test_maxpool_with_argmax_2d_precomputed_pads``, ``_strides``). Wraps it
     (``_map_maxpool``)."""
     global _maxpool_before
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
-    current = opset_legacy.OpSet.__dict__["MaxPool"]
-    if getattr(current, "__wrapped__", None) is _map_maxpool:
-        return
-    _maxpool_before = _unwrapped(current)
-    _install("MaxPool", _map_maxpool)
+    _maxpool_before = _wrap_mapper("MaxPool", _map_maxpool) or _maxpool_before
 
 
 # --------------------------------------------------------------------------- GatherND batch_dims
@@ -643,13 +619,7 @@ def gather_nd_batch_dims() -> None:
     it and indexes from the first dim: silently wrong ("output 'output': shape [2, 2, 2] != [2,
     2]", ``test_gathernd_example_int32_batch_dim1``). Wraps it (``_map_gather_nd``)."""
     global _gather_nd_before
-    from x2paddle.op_mapper.onnx2paddle import opset_legacy
-
-    current = opset_legacy.OpSet.__dict__["GatherND"]
-    if getattr(current, "__wrapped__", None) is _map_gather_nd:
-        return
-    _gather_nd_before = _unwrapped(current)
-    _install("GatherND", _map_gather_nd)
+    _gather_nd_before = _wrap_mapper("GatherND", _map_gather_nd) or _gather_nd_before
 
 
 # --------------------------------------------------------------------------- Dropout
