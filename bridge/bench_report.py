@@ -2,7 +2,10 @@
 the command at the top. Pure rendering: every number comes from the results."""
 from __future__ import annotations
 
+import statistics
+
 from bridge.bench import REFERENCE, RUNTIMES
+from bridge.bench_profile import kernel_label, where_time_goes
 
 LABELS = {
     "torch": "torch eager",
@@ -252,6 +255,84 @@ def _inference(section: dict) -> list[str]:
     return lines + [""]
 
 
+def _profile(section: dict, inference: dict) -> list[str]:
+    """"Where the time goes": per model, Paddle's totals against ORT's, then its top op types."""
+    lines = ["### Where the time goes (per op type, batch 1)", ""]
+    if section.get("skipped"):
+        return lines + [f"Skipped: {section['skipped']}.", ""]
+    per_op = ((inference.get("dispatch") or {}).get("per_op_s") or {}).get("paddle_inference")
+    per_op = per_op if per_op and per_op > 0 else None
+    tables = [where_time_goes(row, per_op) if not row.get("convert_error")
+              else {"model": row["model"], "error": f"conversion failed: {row['convert_error']}"}
+              for row in section["rows"]]
+    costs = {}  # the profiler's own cost per kernel: (profiled - unprofiled call) / kernels
+    for t in tables:
+        for runtime in ("paddle", "onnxruntime"):
+            totals = t.get(runtime)
+            if totals and totals["kernels"]:
+                costs.setdefault(runtime, []).append(
+                    (totals["profiled_seconds"] - totals["seconds"]) / totals["kernels"])
+    overhead = " and ".join(
+        f"{name} {statistics.median(costs[key]) * 1e6:.1f} µs"
+        for key, name in (("onnxruntime", "ONNX Runtime's"), ("paddle", "Paddle's")) if key in costs)
+    overhead = f"{overhead}: (profiled − unprofiled call) / kernels, medians over these models" if costs else "-"
+    run = section.get("run")
+    methods = section["methods"]
+    lines += [
+        "Paddle Inference with the bridge config and ONNX Runtime at batch 1, each in a process of its own "
+        f"(`python -m bridge.bench_profile`), {section['threads']} threads, the inference table's seeded "
+        f"inputs: {section['warmup']} warm-up calls, {section['runs']} unprofiled calls (their median is the ms "
+        f"below), then {section['runs']} profiled ones. Paddle Inference: {methods['paddle_inference']}: real "
+        f"per-kernel wall times, infer-meta included. ONNX Runtime: {methods[REFERENCE]}. The calls run back "
+        "to back in one process, so caches stay warm: every figure is lower than in the interleaved table "
+        "above, ONNX Runtime's most (its calls take microseconds, and what interleaving adds to each call does "
+        "not shrink with it), and the Paddle / ORT ratios are larger.",
+        "",
+        "Times per op type: the kernels' profiled times × (unprofiled ÷ profiled call time). A profiler adds "
+        f"about the same to every kernel ({overhead}), so the raw "
+        "times (in results.json) overstate small kernels; scaled, an op type's time is an estimate that "
+        "cannot exceed the unprofiled call, exact in total and in share, and it still overstates ORT's small "
+        "kernels against its large ones where a model has both. Outside kernels: the executor between "
+        "kernels, input copy and output fetch. Cause and why: `bridge.bench_profile.cause` from these "
+        "numbers, against ORT's kernels of the same kind (`bridge.bench_profile.SAME_KIND`): Paddle runs more "
+        "kernels (X2Paddle's ops left unfused), or each kernel takes longer"
+        + (f"; dispatch where each kernel takes at most 2× the per-op cost measured above ({per_op * 1e6:.1f} µs). "
+           "Per-op cost explains: Paddle's time in such kernels plus outside kernels." if per_op else "."),
+    ]
+    if run:
+        lines += ["", f"This table came from `{run['command']}` at {run['finished']} (load average "
+                      f"{run['load_average']['start']:.2f} at start, {run['load_average']['end']:.2f} at end), "
+                      "not from the run in the header."]
+    lines += ["", "| model | Paddle Inference, ms | kernels | in kernels | outside kernels | ONNX Runtime, ms "
+                  "| kernels | Paddle / ORT | largest op type: cause | per-op cost explains |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in tables:
+        p, o = t.get("paddle"), t.get("onnxruntime")
+        if not p:
+            lines.append(f"| {t['model']} | {t['error']} |" + " |" * 8)
+            continue
+        share = (lambda x: f"{_ms(x)} ({100 * x / p['seconds']:.0f}%)") if p["seconds"] else _ms
+        lines.append(
+            f"| {t['model']} | {_ms(p['seconds'])} (profiled {_ms(p['profiled_seconds'])}) | {p['kernels']:.0f} | "
+            f"{share(p['in_kernels_seconds'])} | {share(p['outside_seconds'])} | "
+            + (f"{_ms(o['seconds'])} (profiled {_ms(o['profiled_seconds'])}) | {o['kernels']:.0f} | "
+               f"{_x(p['seconds'] / o['seconds']) if o['seconds'] else '-'} |" if o
+               else f"error: {t.get('ort_error')} | - | - |")
+            + (f" {kernel_label(t['rows'][0]['op_type'])} {100 * (t['rows'][0]['share'] or 0):.0f}%: "
+               f"{t['rows'][0]['cause']} |" if t["rows"] else " - |")
+            + (f" {100 * t['dispatch_seconds'] / p['seconds']:.0f}% |" if t.get("dispatch_seconds") is not None
+               and p["seconds"] else " - |"))
+    lines += ["", "| model | Paddle op type | kernels per call | Paddle, ms (share of its call) | ORT op types "
+                  "| ORT, ms | why |", "|---|---|---|---|---|---|---|"]
+    for t in tables:
+        for i, row in enumerate(t.get("rows", [])):
+            lines.append(
+                f"| {t['model'] if i == 0 else ''} | `{row['op_type']}` | {row['calls']:.0f} | "
+                f"{_ms(row['seconds'])} ({100 * (row['share'] or 0):.0f}%) | "
+                f"{', '.join(row['ort_kinds']) or '-'} | {_ms(row['ort_seconds'])} | {row['why']} |")
+    return lines + [""]
+
+
 def _bridge_config(row: dict) -> str:
     settings = row.get("bridge_settings")
     if not settings:
@@ -375,8 +456,10 @@ def _big(section: dict) -> list[str]:
 def render(data: dict) -> str:
     lines = _header(data)
     sections = data["sections"]
-    for name, render_section in (("inference", _inference), ("pipeline", _pipeline),
+    for name, render_section in (("inference", _inference), ("profile", None), ("pipeline", _pipeline),
                                  ("scaling", _scaling), ("big", _big)):
-        if name in sections:
+        if name == "profile" and name in sections:  # part of section 1; reads its per-op cost
+            lines += _profile(sections[name], sections.get("inference") or {})
+        elif name in sections:
             lines += render_section(sections[name])
     return "\n".join(lines).rstrip() + "\n"

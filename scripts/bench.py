@@ -3,20 +3,24 @@
 
     python scripts/bench.py [--quick] [--only SECTION]... [--skip-big] [--no-zoo]
                             [--batch-sizes 1,8,32] [--runs N] [--out DIR] [--report DIR]
+                            [--update-report]
 
 Sections: ``inference`` (the seed model at each batch size and every zoo model at batch 1 under
 torch, ONNX Runtime, three Paddle Inference configs and Paddle dygraph, each in a process of its
 own and called in turn; then all in one process, to show what sharing one costs),
-``pipeline`` (each stage of the seed model's conversion as a child process: wall time, peak
-RSS; ``bridge --help`` start-up and what it imports), ``scaling`` (synthetic ONNX models of
-100 to 10,000 nodes, converted and validated), ``big`` (a model with more than 2.5 GB of
-weights, under a memory limit). Work directories go to ``--out`` (``out/bench/``).
+``profile`` (the same models at batch 1 under Paddle's and ONNX Runtime's profilers: time per op
+type, and why Paddle's is larger; ``bridge.bench_profile``), ``pipeline`` (each stage of the
+seed model's conversion as a child process: wall time, peak RSS; ``bridge --help`` start-up and
+what it imports), ``scaling`` (synthetic ONNX models of 100 to 10,000 nodes, converted and
+validated), ``big`` (a model with more than 2.5 GB of weights, under a memory limit). Work
+directories go to ``--out`` (``out/bench/``).
 
 The tables go to ``results.json`` and ``README.md`` in ``bench/`` for a full run (``make
 bench``; ``--skip-big`` allowed), else in ``--out``, so a quick or partial run never overwrites
-the committed tables. Exit status 1 when the seed model cannot be converted or benchmarked, or
-``bridge --help`` imports torch or Paddle; a failing zoo model or big model is a result, not a
-failure of the bench.
+the committed tables; ``--update-report`` merges a partial run's sections into the report's
+results instead (``--only profile --report bench --update-report`` redoes one table). Exit
+status 1 when the seed model cannot be converted or benchmarked, or ``bridge --help`` imports
+torch or Paddle; a failing zoo model or big model is a result, not a failure of the bench.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bridge import bench  # noqa: E402
-from bridge import bench_cost, bench_inference  # noqa: E402
+from bridge import bench_cost, bench_inference, bench_profile  # noqa: E402
 from bridge.bench import MIN_RUNS, Timing  # noqa: E402
 from bridge.bench_inference import ROW_BUDGET_S, SLOW_ROUND_S  # noqa: E402
 
@@ -48,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = "bridge.models.seqnet:seqnet"
 DEFAULT_OUT = Path("out/bench")
 DEFAULT_REPORT = ROOT / "bench"
-SECTIONS = ("inference", "pipeline", "scaling", "big")
+SECTIONS = ("inference", "profile", "pipeline", "scaling", "big")
 STAGES = ("export", "simplify", "patch", "convert", "validate")
 SCALING_SIZES, QUICK_SCALING_SIZES, LARGEST_SIZE = (100, 1000, 5000), (100, 1000), 10000
 LAYERWISE_SIZE = 1000  # bridge validate --layerwise is timed on this scaling model
@@ -173,6 +177,35 @@ def inference_section(args, out: Path) -> dict:
             f"{', '.join(p.stem for p in models)}; seqnet is the seed model's rows. A model whose "
             "conversion fails is a row saying so.")
     return section
+
+
+# --- 1b. profile -----------------------------------------------------------------------------
+
+def profile_section(args, out: Path) -> dict:
+    """Per-op-type profiles of Paddle Inference (bridge config) and ONNX Runtime at batch 1, for
+    the seed model and every zoo model (``bridge.bench_profile``). Each model is converted as the
+    inference section converts it; ``bridge convert`` reuses a work directory its inputs, tools and
+    code have not changed since, so after the inference section this converts nothing again."""
+    log = out / "profile.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    models = [("seqnet", SEED, out / "seqnet")]
+    if not args.no_zoo:
+        models += [(p.stem, f"{_rel(p)}:build", out / "zoo" / p.stem) for p in zoo_models() if p.stem != "seqnet"]
+    rows = []
+    for label, source, work in models:
+        child, error = convert(source, work, log)
+        if error:
+            rows.append({"model": label, "batch": 1, "convert_error": error, "profiles": {}, "errors": {}})
+            _say(f"profile: {label}: conversion failed: {error}")
+            continue
+        row = bench_profile.profile_model(work, label, THREADS, args.runs, args.warmup, log)
+        rows.append(row)
+        totals = ", ".join(f"{n} {p['unprofiled_s'] * 1000:.3g} ms ({p['kernels']:.0f} kernels)"
+                           for n, p in row["profiles"].items())
+        _say(f"profile: {label}: {totals}" + (f"; errors: {row['errors']}" if row["errors"] else ""))
+    return {"rows": rows, "runs": args.runs, "warmup": args.warmup, "threads": THREADS,
+            "methods": {"paddle_inference": bench_profile.PADDLE_METHOD, "onnxruntime": bench_profile.ORT_METHOD}}
 
 
 # --- 2. pipeline ----------------------------------------------------------------------------
@@ -415,6 +448,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"work directories (default {DEFAULT_OUT}/)")
     parser.add_argument("--report", type=Path, default=None,
                         help="where results.json and README.md go (default: bench/ for a full run, else --out)")
+    parser.add_argument("--update-report", action="store_true",
+                        help="merge this run's sections into the report's existing results.json and render "
+                             "README.md from it (e.g. --only profile --report bench --update-report)")
     args = parser.parse_args(argv)
     if args.quick:
         args.no_zoo, args.skip_big = True, True
@@ -426,6 +462,21 @@ def parse_args(argv: list[str] | None):
     if args.runs < MIN_RUNS or args.pipeline_runs < MIN_RUNS:
         parser.error(f"--runs and --pipeline-runs: at least {MIN_RUNS} (every timing is a median of {MIN_RUNS}+)")
     return args
+
+
+def _merged(path: Path, data: dict) -> dict:
+    """``--update-report``: this run's sections put into the report's existing results, whose
+    header (command, machine, load) stays that of the run that wrote it; each section merged in
+    says which command, when and under what load it ran."""
+    if not path.exists():
+        return data
+    merged = json.loads(path.read_text())
+    for name, section in data["sections"].items():
+        merged["sections"][name] = {**section, "run": {
+            "command": data["command"], "finished": data["finished"], "load_average": data["load_average"],
+            "bridge_code_sha256": data["machine"]["tools"].get("bridge_code_sha256")}}
+    merged["sections"] = {n: merged["sections"][n] for n in SECTIONS if n in merged["sections"]}  # table order
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     results: dict[str, dict] = {}
     status = 0
-    runners = {"inference": inference_section, "pipeline": pipeline_section,
+    runners = {"inference": inference_section, "profile": profile_section, "pipeline": pipeline_section,
                "scaling": scaling_section, "big": big_section}
     for name in sections:
         if name == "big" and args.skip_big:
@@ -481,9 +532,11 @@ def main(argv: list[str] | None = None) -> int:
     from bridge.bench_report import render
 
     report_dir.mkdir(parents=True, exist_ok=True)
+    if args.update_report:
+        data = _merged(report_dir / "results.json", data)
     (report_dir / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     (report_dir / "README.md").write_text(render(data))
-    _say(f"wrote {_rel(report_dir / 'README.md')} in {data['seconds']:.0f}s")
+    _say(f"wrote {_rel(report_dir / 'README.md')} in {time.perf_counter() - start:.0f}s")
     return status
 
 
