@@ -57,12 +57,22 @@ def batch_sizes_arg(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _threads_arg(text: str) -> int:
+    try:
+        threads = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got {text!r}") from None
+    if threads < 1:
+        raise argparse.ArgumentTypeError(f"threads must be >= 1, got {text!r}")
+    return threads
+
+
 def _cmd_convert(args) -> int:
     from bridge import pipeline
 
     pipeline.convert(args.source, Path(args.out), args.input or [], opset=args.opset,
                      dynamic_texts=args.dynamic or [], weights=Path(args.weights) if args.weights else None,
-                     force=args.force)
+                     force=args.force, threads=args.threads)
     return 0
 
 
@@ -197,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="another dynamic axis besides batch, e.g. input_ids:1 (repeatable)")
     conv.add_argument("--opset", type=int, default=None,
                       help="export at this opset only (X2Paddle maps 7-15; default: try 13, then 15)")
+    conv.add_argument("--threads", type=_threads_arg, default=None,
+                      help="CPU threads Paddle Inference will serve with: the inference settings are checked "
+                           "and timed at this count and saved with it (default: Paddle's)")
     common(conv)
     conv.set_defaults(func=_cmd_convert)
 

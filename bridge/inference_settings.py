@@ -101,17 +101,29 @@ def _median_ms(runner, feed: dict[str, np.ndarray], runs: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _settings(name: str, candidate: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """A candidate's full settings; ``threads``: the CPU math threads it runs with (saved, so
+    ``bridge.runners.inference_config`` applies them when its caller gives none)."""
+    settings = {**COMMON, **copy.deepcopy(candidate), "chosen": name}
+    if threads is not None:
+        settings["cpu"]["math_threads"] = threads
+    return settings
+
+
 def _plain_if_faster(paddle_dir: Path, inputs: dict[str, str], output_names: list[str],
                      feeds: list[dict[str, np.ndarray]], expected: list[dict[str, np.ndarray]],
-                     onednn_ms: float, tried: list[dict]) -> dict[str, Any] | None:
+                     onednn_ms: float, tried: list[dict], threads: int | None = None) -> dict[str, Any] | None:
     """The plain CPU candidate's settings when it runs ``feeds[0]`` more than ``SPEED_MARGIN``
-    times faster than oneDNN did (``onednn_ms``) and agrees with dygraph; else None. What was
-    found goes into ``tried`` without the timings (they differ from run to run)."""
+    times faster than oneDNN did (``onednn_ms``, at the same ``threads``) and agrees with
+    dygraph; else None. What was found goes into ``tried`` without the timings (they differ
+    from run to run)."""
     from bridge.runners import PaddleInferenceRunner
 
     name, candidate = next((n, c) for n, c in CANDIDATES if not c["cpu"]["mkldnn"])
-    settings = {**COMMON, **copy.deepcopy(candidate), "chosen": name}
+    settings = _settings(name, candidate, threads)
     entry: dict[str, Any] = {"settings": name, "timed_against": "onednn, batch 1"}
+    if threads is not None:
+        entry["timed_against"] += f", {threads} threads"
     tried.append(entry)
     try:
         runner = PaddleInferenceRunner(paddle_dir, inputs, output_names, settings=settings)
@@ -139,15 +151,19 @@ def read_settings(paddle_dir: Path) -> dict[str, Any]:
 
 
 def choose(paddle_dir: Path, feeds: list[dict[str, np.ndarray]], inputs: dict[str, str],
-           output_names: list[str]) -> dict[str, Any]:
-    """Write and return the first candidate whose Paddle Inference outputs match dygraph's."""
+           output_names: list[str], threads: int | None = None) -> dict[str, Any]:
+    """Write and return the first candidate whose Paddle Inference outputs match dygraph's.
+    ``threads``: the CPU thread count the model will be served with (``bridge convert
+    --threads``); every candidate is checked and timed at it, and it is saved as the settings'
+    ``math_threads``. None: Paddle's default, nothing saved. oneDNN's lead depends on it (at 2
+    threads mobile_block ran 6.2 ms with oneDNN, 4.8 ms without; at the default, alike)."""
     from bridge.runners import PaddleDygraphRunner, PaddleInferenceRunner
 
     crashing = sorted(program_ops(paddle_dir) & set(ONEDNN_CRASHES))
-    fallback = copy.deepcopy(DEFAULT_SETTINGS)
+    fallback = _settings(CANDIDATES[0][0], CANDIDATES[0][1], threads)
     if crashing:  # the first candidate without oneDNN
         name, candidate = next((n, c) for n, c in CANDIDATES if not c["cpu"]["mkldnn"])
-        fallback = {**COMMON, **copy.deepcopy(candidate), "chosen": name}
+        fallback = _settings(name, candidate, threads)
     try:
         dygraph = PaddleDygraphRunner(paddle_dir, inputs, output_names)
         expected = [dygraph.run(f) for f in feeds]
@@ -163,7 +179,7 @@ def choose(paddle_dir: Path, feeds: list[dict[str, np.ndarray]], inputs: dict[st
     chosen = None
     runner = None
     for name, candidate in CANDIDATES:
-        settings = {**COMMON, **copy.deepcopy(candidate), "chosen": name}
+        settings = _settings(name, candidate, threads)
         if crashing and candidate["cpu"]["mkldnn"]:
             tried.append({"settings": name, "ok": False, "skipped": f"the program has op {crashing[0]!r}: "
                           f"{ONEDNN_CRASHES[crashing[0]]}"})
@@ -187,7 +203,8 @@ def choose(paddle_dir: Path, feeds: list[dict[str, np.ndarray]], inputs: dict[st
         onednn_ms = _median_ms(runner, feeds[0], TIMED_RUNS)
         runner = None  # one predictor at a time: a model's weights are not held twice more
         gc.collect()
-        chosen = _plain_if_faster(paddle_dir, inputs, output_names, feeds, expected, onednn_ms, tried) or chosen
+        chosen = _plain_if_faster(paddle_dir, inputs, output_names, feeds, expected, onednn_ms, tried,
+                                  threads) or chosen
     chosen["tried"] = tried
     (paddle_dir / SETTINGS_FILE).write_text(json.dumps(chosen, indent=2) + "\n")
     return chosen

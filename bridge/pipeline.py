@@ -193,8 +193,9 @@ def step_convert(work: Path) -> str:
         feeds = [export_stage.random_inputs(specs, batch=b, seed=100 + b) for b in (1, 2)]
     else:  # fixed shapes: the example shapes only
         feeds = [export_stage.random_inputs(specs, seed=101)]
-    with capture_fds(log):
-        settings = inference_settings.choose(work / PADDLE_DIR, feeds, result.inputs, result.outputs)
+    with capture_fds(log):  # checked and timed at the serving thread count when given (--threads)
+        settings = inference_settings.choose(work / PADDLE_DIR, feeds, result.inputs, result.outputs,
+                                             threads=manifest.data.get("inference_threads"))
     module = _torch_module(work, manifest)
     wmap = None
     if module is not None:
@@ -259,6 +260,8 @@ def _reuse_stage(stage: str, reads: list[str], writes: list[str], work: Path, pr
     fresh = Manifest.load(work)
     if not old or previous.data.get("tools") != fresh.data.get("tools"):
         return False
+    if stage == "convert" and previous.data.get("inference_threads") != fresh.data.get("inference_threads"):
+        return False  # its inference settings were chosen at another thread count (--threads)
     if _hashes(work, reads) != old["inputs"] or _hashes(previous.work, writes) != old["outputs"]:
         return False
     for name in _with_data(previous.work, writes):
@@ -275,11 +278,12 @@ def _reuse_stage(stage: str, reads: list[str], writes: list[str], work: Path, pr
 def convert(
     source_text: str, out: Path, input_texts: list[str] = (), opset: int | None = None,
     dynamic_texts: list[str] = (), weights: Path | None = None, echo: Callable[[str], None] = print,
-    force: bool = False,
+    force: bool = False, threads: int | None = None,
 ) -> None:
     """export → simplify → patch → convert into ``out``, atomically. A stage whose inputs,
     tools and bridge code are unchanged since the previous run into ``out`` is reused, unless
-    ``force``."""
+    ``force``. ``threads``: the CPU threads Paddle Inference will serve with; the inference
+    settings are checked and timed at it and saved with it (None: Paddle's default)."""
     source = parse_source(source_text)
     input_specs = parse_input_specs(list(input_texts))
     dynamic_axes = parse_dynamic_specs(list(dynamic_texts))
@@ -293,6 +297,10 @@ def convert(
             reused = 0
             try:
                 echo(step_export(tmp, source, input_specs, opset, dynamic_axes, weights))
+                if threads is not None:  # read by step_convert (inference settings) and _reuse_stage
+                    manifest = Manifest.load(tmp)
+                    manifest.data["inference_threads"] = threads
+                    manifest.save()
                 for stage, step, reads, writes in STAGE_STEPS:
                     if _reuse_stage(stage, reads(tmp), writes, tmp, previous):
                         reused += 1
