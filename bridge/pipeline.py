@@ -138,7 +138,8 @@ def step_simplify(work: Path) -> str:
     _require_stage(manifest, "export")
     src = require_artifact(work, EXPORTED_ONNX, "export")
     start = time.perf_counter()
-    result = simplify_stage.run(src, work / SIMPLIFIED_ONNX)
+    torch_keys = frozenset(manifest.data["stages"]["export"].get("torch_keys", []))
+    result = simplify_stage.run(src, work / SIMPLIFIED_ONNX, torch_keys)
     seconds = time.perf_counter() - start
     manifest.record_stage(
         "simplify", seconds=seconds, inputs=_with_data(work, [EXPORTED_ONNX]),

@@ -81,7 +81,9 @@ def build(module, export_record: dict[str, Any], input_specs, dynamic_axes, padd
             probe, None, input_specs, tmp / "probe.onnx", dynamic_axes=dynamic_axes,
             strategy=export_record["exporter"], log_path=log_path, source_text="weights-map probe",
         )
-        simplify_stage.run(tmp / "probe.onnx", tmp / "probe.simplified.onnx")
+        # the same torch tensors kept as in the real conversion, so both graphs fold alike
+        simplify_stage.run(tmp / "probe.onnx", tmp / "probe.simplified.onnx",
+                           frozenset(export_record.get("torch_keys", [])))
         patch_stage.run(tmp / "probe.simplified.onnx", tmp / "probe.patched.onnx")
         convert_stage.run(tmp / "probe.patched.onnx", tmp / "paddle", log_path)
         probe_params = load_params(tmp / "paddle" / "model.pdparams")

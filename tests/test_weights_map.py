@@ -2,6 +2,7 @@
 Paddle model as a fresh conversion with that checkpoint."""
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -108,3 +109,66 @@ def test_unmapped_parameters_are_refused():
     wmap = {"params": {"lstm0.weight_ih_l0": {"torch_key": None}}, "unmapped": ["lstm0.weight_ih_l0"]}
     with pytest.raises(BridgeError, match="come from no single torch tensor.*lstm0.weight_ih_l0"):
         new_params(wmap, {}, {})
+
+
+CLONED = '''
+import copy, torch, torch.nn as nn
+
+class Net(nn.Module):
+    """Two deep copies of one Linear+LayerNorm block (as nn.TransformerEncoder builds its
+    layers): at initialisation the copies are equal tensor for tensor, and LayerNorm's weight
+    and bias are ones and zeros."""
+    def __init__(self):
+        super().__init__()
+        block = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8))
+        self.blocks = nn.Sequential(block, copy.deepcopy(block))
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.blocks(x))
+
+def build():
+    return Net().eval(), (torch.randn(2, 8),)
+'''
+
+
+def test_equal_and_identity_valued_parameters_stay_their_own(tmp_path):
+    """The exporter (by-value initializer dedup), onnxsim (duplicate-initializer merge, and
+    dropping a multiply by ones / add of zeros) would leave these parameters out or merged. The
+    export and simplify stages keep every torch tensor, so the map covers each and the Paddle
+    model trains them apart."""
+    import importlib.util
+
+    import onnx
+
+    from bridge.stages import simplify
+    from bridge.stages.export_strategies import distinct_initializers
+
+    (tmp_path / "net.py").write_text(CLONED)
+    work = tmp_path / "w"
+    pipeline.convert(f"{tmp_path / 'net.py'}:build", work, echo=lambda line: None)
+    wmap = json.loads((work / "paddle" / "weights_map.json").read_text())
+    state = torch.load(work / "torch_state_dict.pt", weights_only=True)
+    mapped = [e["torch_key"] for e in wmap["params"].values() if e["torch_key"]]
+    assert sorted(mapped) == sorted(state) and len(set(mapped)) == len(mapped)
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert any("torch parameters and buffers kept as they are" in n for n in manifest["stages"]["simplify"]["notes"])
+
+    # torch's exporter alone merges the equal tensors; under distinct_initializers it keeps each
+    spec = importlib.util.spec_from_file_location("cloned_net", tmp_path / "net.py")
+    source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source)
+    module, args = source.build()
+    counts = []
+    for keep in (False, True):
+        path = tmp_path / f"export_{keep}.onnx"
+        with distinct_initializers() if keep else contextlib.nullcontext():
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=13)
+        counts.append(len(onnx.load(path).graph.initializer))
+    assert counts[0] < counts[1] == len(state), counts
+
+    # without the kept names, onnxsim folds the LayerNorms' ones and zeros away and merges the copies
+    folded = simplify.run(work / "model.onnx", tmp_path / "folded.onnx")
+    names = {t.name for t in onnx.load(tmp_path / "folded.onnx").graph.initializer}
+    assert "blocks.0.1.weight" not in names and "blocks.1.0.bias" not in names, names
+    assert folded.notes == []

@@ -33,6 +33,8 @@ class ExportResult:
     dynamic_batch: bool
     notes: list[str] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # the module's state_dict names: the simplify stage keeps those initializers as they are
+    torch_keys: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class ExportResult:
             "dynamic_batch": self.dynamic_batch,
             "notes": self.notes,
             "attempts": self.attempts,
+            "torch_keys": self.torch_keys,
         }
 
 
@@ -158,7 +161,8 @@ def export_torch(
     winner = attempts[-1]
     notes = [f"{a.strategy} failed: {a.error}" for a in attempts[:-1]]
     return ExportResult(winner.strategy, winner.opset, torch.__version__, specs, output_names,
-                        dynamic_batch, notes, attempts=[a.to_json() for a in attempts])
+                        dynamic_batch, notes, attempts=[a.to_json() for a in attempts],
+                        torch_keys=list(module.state_dict()))
 
 
 def copy_onnx(src: Path, onnx_path: Path, input_specs: list[InputSpec]) -> ExportResult:

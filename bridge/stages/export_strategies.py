@@ -75,6 +75,31 @@ def math_attention() -> Iterator[None]:
         F.scaled_dot_product_attention = original
 
 
+@contextlib.contextmanager
+def distinct_initializers() -> Iterator[None]:
+    """Keep one initializer per torch tensor while exporting.
+
+    In eval mode the TorchScript exporter merges initializers of equal *value*
+    (``_jit_pass_onnx_deduplicate_initializers(graph, params, is_train=False)``): every
+    LayerNorm's default ones and zeros, every fresh BatchNorm's running stats, become one
+    tensor under one torch name. Inference does not care; training does: the other torch
+    parameters then have no counterpart in the weights map (``bridge train-check`` refuses
+    them, ``bridge load-weights`` cannot place their values). Called with ``is_train=True`` the
+    pass merges only tensors that share storage, i.e. weights torch itself ties."""
+    import torch
+
+    original = torch._C._jit_pass_onnx_deduplicate_initializers
+
+    def by_storage_only(graph, params, is_train):
+        return original(graph, params, True)
+
+    torch._C._jit_pass_onnx_deduplicate_initializers = by_storage_only
+    try:
+        yield
+    finally:
+        torch._C._jit_pass_onnx_deduplicate_initializers = original
+
+
 class TorchScriptStrategy:
     """``torch.onnx.export(dynamo=False)`` at an opset X2Paddle maps."""
 
@@ -88,7 +113,7 @@ class TorchScriptStrategy:
         import torch
 
         context = math_attention() if self.plain_attention else contextlib.nullcontext()
-        with context:
+        with context, distinct_initializers():
             # PRESERVE (the module is in eval mode) skips the exporter's eval peephole, which
             # folds BatchNorm into Conv under fresh names: initializers keep their state_dict
             # names, which the weights map relies on. Paddle Inference fuses Conv+BN itself.

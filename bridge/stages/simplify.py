@@ -18,14 +18,21 @@ class SimplifyResult:
     notes: list[str] = field(default_factory=list)
 
 
-def simplify_model(model):
+# onnxoptimizer's pass that merges initializers of equal value: at initialisation a model's
+# LayerNorm ones, cloned layers (nn.TransformerEncoder deep-copies its layer) and their
+# pre-transposed MatMul weights are equal, and merged they would train as one tensor.
+MERGE_PASS = "eliminate_duplicate_initializer"
+
+
+def simplify_model(model, keep_distinct: bool = False):
     """onnxsim on an in-memory model: ``(simplified, None)``, or ``(model, error)`` when it
-    failed (the unsimplified model goes on). ``bridge.doctor`` simulates this stage with it."""
+    failed (the unsimplified model goes on). ``bridge.doctor`` simulates this stage with it.
+    ``keep_distinct``: leave initializers of equal value apart (``MERGE_PASS`` skipped)."""
     from onnxsim import simplify
 
     try:
         # skip_fuse_bn: keep BatchNorm's state_dict-named initializers (see the weights map).
-        simplified, ok = simplify(model, skip_fuse_bn=True)
+        simplified, ok = simplify(model, skip_fuse_bn=True, skipped_optimizers=[MERGE_PASS] if keep_distinct else None)
         if not ok:
             return model, "onnxsim's check of the simplified model failed"
         folded = sorted(_input_reached_outputs(model) - _input_reached_outputs(simplified))
@@ -53,9 +60,10 @@ def _input_reached_outputs(model) -> set[str]:
     return {o.name for o in graph.output if o.name in reached}
 
 
-def lift_external_initializers(model) -> dict:
-    """Turn the initializers whose data is in an external file into graph inputs of the same
-    type and shape, in place; returns them by name (data still on disk).
+def lift_external_initializers(model, names: frozenset[str] = frozenset()) -> dict:
+    """Turn the initializers whose data is in an external file, and those in ``names``, into
+    graph inputs of the same type and shape, in place; returns them by name (data still on
+    disk for the external ones).
 
     onnxsim serializes the model it is given, so a model over protobuf's 2 GB limit cannot go
     in whole ("Message larger than 2GiB"); and loading the weights only to hand them over
@@ -64,13 +72,13 @@ def lift_external_initializers(model) -> dict:
     from onnx import helper
     from onnx.external_data_helper import uses_external_data
 
-    lifted = {t.name: t for t in model.graph.initializer if uses_external_data(t)}
+    lifted = {t.name: t for t in model.graph.initializer if uses_external_data(t) or t.name in names}
     if not lifted:
         return {}
     kept = [t for t in model.graph.initializer if t.name not in lifted]
     stubs = [type(t)() for t in lifted.values()]
     for stub, tensor in zip(stubs, lifted.values()):
-        stub.CopyFrom(tensor)  # a few hundred bytes: the data is on disk
+        stub.CopyFrom(tensor)  # external: a few hundred bytes, the data is on disk
     model.graph.ClearField("initializer")
     model.graph.initializer.extend(kept)
     declared = {i.name for i in model.graph.input}
@@ -98,22 +106,32 @@ def _all_nodes(graph):
                 yield from _all_nodes(sub)
 
 
-def run(onnx_in: Path, onnx_out: Path) -> SimplifyResult:
+def run(onnx_in: Path, onnx_out: Path, torch_keys: frozenset[str] = frozenset()) -> SimplifyResult:
+    """``torch_keys``: the source module's ``state_dict`` names. The initializers of those
+    names go through onnxsim as graph inputs and come back unchanged, each its own tensor.
+    Folded, onnxsim drops a multiply by a LayerNorm's initial ones and an add of its zeros,
+    parameter and all, and merges equal tensors: the converted model would then lack those
+    parameters or train them as one (``bridge train-check``, ``bridge load-weights``)."""
     import onnx
 
     model = load_onnx(onnx_in, weights=False)
     before = len(model.graph.node)
-    if not has_external_data(model):
-        result_model, error = simplify_model(model)
+    external = has_external_data(model)
+    declared = {i.name for i in model.graph.input}
+    weight_bytes = external_data_bytes(model) if external else 0
+    lifted = lift_external_initializers(model, torch_keys)
+    result_model, error = simplify_model(model, keep_distinct=bool(torch_keys))
+    restore_lifted(result_model, lifted, declared)
+    notes = []
+    if external:
+        save_onnx(result_model, onnx_out, external=True, base_dir=onnx_in.parent)
+        notes.append(f"initializers with external data ({weight_bytes / 1e9:.2f} GB) went through onnxsim as graph "
+                     f"inputs (not constant-folded), their data streamed to {onnx_out.name}.data")
+    else:
         with atomic_path(onnx_out) as tmp:
             onnx.save(result_model, str(tmp))
-        return SimplifyResult(error is None, before, len(result_model.graph.node), error)
-    weight_bytes = external_data_bytes(model)
-    declared = {i.name for i in model.graph.input}
-    lifted = lift_external_initializers(model)
-    result_model, error = simplify_model(model)
-    restore_lifted(result_model, lifted, declared)
-    save_onnx(result_model, onnx_out, external=True, base_dir=onnx_in.parent)
-    notes = [f"{len(lifted)} initializers with external data ({weight_bytes / 1e9:.2f} GB) went through "
-             f"onnxsim as graph inputs (not constant-folded), their data streamed to {onnx_out.name}.data"]
+    kept = sum(1 for name in lifted if name in torch_keys)
+    if kept:
+        notes.append(f"{kept} torch parameters and buffers kept as they are (neither folded nor merged with "
+                     "equal ones), so each stays a parameter of its own")
     return SimplifyResult(error is None, before, len(result_model.graph.node), error, notes)
