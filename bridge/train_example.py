@@ -100,7 +100,7 @@ def main(argv=None):
 
     model = build_model()
     model.train()
-    parameters = [p for p in model.parameters() if not p.stop_gradient]
+{batchnorm_setup}    parameters = [p for p in model.parameters() if not p.stop_gradient]
 {optimizer_setup}
     criterion = {loss}
 
@@ -167,7 +167,8 @@ def write_train_example(work: Path, config: TrainConfig | None = None) -> Path:
     paddle_inputs = manifest.data["stages"]["convert"]["paddle_inputs"]
     inputs = [(paddle_inputs[s["name"]], list(s["shape"][1:]), s["dtype"]) for s in manifest.data["inputs"]
               if s["name"] in paddle_inputs]  # X2Paddle drops graph inputs its code never reads
-    helpers = ("synthetic_target",) + opt.helpers + loss.helpers
+    has_batchnorm = "BatchNorm" in (work / PADDLE_DIR / "x2paddle_code.py").read_text()
+    helpers = ("synthetic_target",) + opt.helpers + loss.helpers + (("torch_running_variance",) if has_batchnorm else ())
     step_args = "float(loss)" if config.schedule in training.METRIC_SCHEDULES else ""
     text = TEMPLATE.format(
         torch_optimizer=torch_call_text(config.optimizer, config.optimizer_kwargs),
@@ -185,6 +186,8 @@ def write_train_example(work: Path, config: TrainConfig | None = None) -> Path:
         optimizer_setup=_optimizer_setup(opt, sched, clip, bool(no_decay)),
         loss=loss.code(),
         schedule_step=f"            scheduler.step({step_args})" if sched is not None else "",
+        batchnorm_setup=("    torch_running_variance(model)  # BatchNorm running variance updated as torch does\n"
+                         if has_batchnorm else ""),
     )
     path = work / PADDLE_DIR / EXAMPLE_FILE
     write_text_atomic(path, text)
@@ -220,5 +223,6 @@ def _mode_note(work: Path) -> str:
     code = (work / "paddle" / "x2paddle_code.py").read_text()
     if "BatchNorm" in code:
         return ("\nmodel.train() makes its BatchNorm layers use batch statistics (X2Paddle wrote is_test=True, which\n"
-                "Paddle's dygraph ignores); the graph has no Dropout, torch's was dropped at export.\n")
+                "Paddle's dygraph ignores), and torch_running_variance keeps their running variance as torch does\n"
+                "(unbiased); the graph has no Dropout, torch's was dropped at export.\n")
     return "\nThe converted graph has no Dropout or BatchNorm: train and eval mode compute the same.\n"

@@ -96,6 +96,41 @@ def torch_rmsprop(learning_rate, parameters, alpha=0.99, eps=1e-08, momentum=0.0
                         parameters=parameters, weight_decay=weight_decay, grad_clip=grad_clip)
 
 
+def torch_running_variance(model):
+    """Make the BatchNorm layers of ``model`` keep torch's running variance in train mode.
+
+    Both update ``running = momentum * running + (1 - momentum) * batch`` (Paddle's momentum is
+    1 - torch's), but torch puts in the unbiased batch variance and Paddle the biased one: n /
+    (n - 1) apart, n the values per channel (batch x spatial). At batch 8 of a 1-d feature the
+    two running variances part by 14% per step. A forward hook rescales Paddle's update after
+    each training forward. Returns the hook handles (``.remove()`` undoes it)."""
+    import paddle
+
+    def before(layer, inputs):
+        if layer.training:
+            layer._variance_before = layer._variance.detach().clone()
+
+    def after(layer, inputs, output):
+        old = getattr(layer, "_variance_before", None)
+        if not layer.training or old is None:
+            return None
+        per_channel = inputs[0].size // inputs[0].shape[1]
+        if per_channel > 1:
+            with paddle.no_grad():
+                new = layer._variance.detach()
+                # set_value, not assign: the variance fed this forward's batch_norm, and an
+                # in-place op on it would trip autograd's version check at backward
+                layer._variance.set_value(new + (new - layer._momentum * old) / (per_channel - 1))
+        layer._variance_before = None
+        return None
+
+    handles = []
+    for layer in model.sublayers(include_self=True):
+        if "BatchNorm" in type(layer).__name__ and hasattr(layer, "_variance") and hasattr(layer, "_momentum"):
+            handles += [layer.register_forward_pre_hook(before), layer.register_forward_post_hook(after)]
+    return handles
+
+
 def helper_source(names: tuple[str, ...]) -> str:
     """The source of the functions ``names``, to embed in generated code."""
     return "\n\n".join(inspect.getsource(globals()[n]) for n in names)

@@ -187,3 +187,83 @@ def test_train_example_for_other_rows(work, tmp_path):
     assert "paddle.optimizer.lr.LinearWarmup(learning_rate=paddle.optimizer.lr.CosineAnnealingDecay(" in code
     assert "'x2paddle_fc1_bias'" in code and "'conv0.bias'" in code  # NO_DECAY, from the weights map
     assert "paddle.nn.ClipGradByGlobalNorm(clip_norm=1.0)" in code
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def zoo_work(tmp_path_factory):
+    """Zoo models converted on demand, once per module: ``zoo_work("resnet_cnn")``."""
+    from bridge import pipeline
+
+    done = {}
+
+    def convert(name: str) -> Path:
+        if name not in done:
+            work = tmp_path_factory.mktemp("zoo") / name
+            pipeline.convert(f"{EXAMPLES / name}.py:build", work, echo=lambda line: None)
+            done[name] = work
+        return done[name]
+
+    return convert
+
+
+def _within_issue_limits(report) -> dict:
+    worst = report.worst()
+    assert worst["loss_rel_diff"] <= 1e-4 and worst["grad_rel_diff"] <= 1e-4 and worst["param_rel_diff"] <= 1e-3
+    assert worst["lr_rel_diff"] <= 1e-12
+    assert report.passed, report.summary()
+    return worst
+
+
+def test_resnet_cnn_batchnorm_trains_in_both(zoo_work):
+    """BatchNorm in train mode on both sides: batch statistics in the forward, running mean and
+    variance updated (torch's unbiased variance kept in Paddle) and compared after every step.
+    SGD with Nesterov momentum, MultiStepLR, CrossEntropy, 10 steps at batch 8."""
+    work = zoo_work("resnet_cnn")
+    config = TrainConfig(optimizer="SGD", optimizer_kwargs={"lr": 0.01, "momentum": 0.9, "nesterov": True},
+                         schedule="MultiStepLR", schedule_kwargs={"milestones": [3, 6], "gamma": 0.5},
+                         loss="CrossEntropyLoss", steps=10, batch_size=8, seed=1)
+    report = run_train_check(work, config)
+    worst = _within_issue_limits(report)
+    print(f"\nresnet_cnn, BatchNorm training: {report.summary()}")
+    stats = {d.torch_key: d for d in report.parameters if d.torch_key.endswith(("running_mean", "running_var"))}
+    assert len(stats) == 20 and max(d.rel_diff for d in stats.values()) <= 1e-3
+    assert any("10 BatchNorm layer(s) trained in both" in n for n in report.notes)
+    assert not any("inference form in both" in n for n in report.notes)
+    assert worst["param_rel_diff"] > 0
+    assert report.steps[-1].lr_torch == pytest.approx(0.01 * 0.25)
+
+
+def test_resnet_cnn_batchnorm_eval_is_frozen_and_named(zoo_work):
+    """batchnorm = "eval": the running statistics normalise (a different loss from batch
+    statistics on the same batch), are not compared, and the layers are named."""
+    work = zoo_work("resnet_cnn")
+    report = run_train_check(work, TrainConfig(loss="CrossEntropyLoss", steps=2, batchnorm="eval"))
+    assert report.passed, report.summary()
+    trained = run_train_check(work, TrainConfig(loss="CrossEntropyLoss", steps=1))
+    assert abs(trained.steps[0].loss_torch - report.steps[0].loss_torch) > 1e-3
+    assert not [d for d in report.parameters if "running" in d.torch_key]
+    assert any("ran in inference form in both (batchnorm = eval)" in n and "stem.1 (BatchNorm2d)" in n
+               for n in report.notes)
+
+
+def test_transformer_encoder_adamw_warmup_label_smoothing(zoo_work):
+    """nn.TransformerEncoder (LayerNorm at its initial ones and zeros, the two layers deep copies
+    of one): every parameter has its own Paddle counterpart, trained as torch trains it."""
+    work = zoo_work("transformer_encoder")
+    config = TrainConfig(optimizer="AdamW", optimizer_kwargs={"lr": 1e-3, "weight_decay": 1e-2},
+                         schedule="LinearLR", schedule_kwargs={"start_factor": 0.1, "total_iters": 5},
+                         loss="CrossEntropyLoss", loss_kwargs={"label_smoothing": 0.1},
+                         no_weight_decay=["*.bias", "*norm*"], steps=20, batch_size=8)
+    report = run_train_check(work, config)
+    _within_issue_limits(report)
+    print(f"\ntransformer_encoder: {report.summary()}")
+    keys = {d.torch_key for d in report.parameters}
+    assert {"encoder.layers.0.norm1.weight", "encoder.layers.1.norm2.bias",
+            "encoder.layers.1.linear1.weight", "encoder.layers.1.self_attn.in_proj_bias"} <= keys
+    assert len(keys) == 29  # every trainable torch parameter
+    # the key part of in_proj_bias gets no gradient (softmax ignores a per-query constant)
+    assert any("float32 noise" in n and "in_proj_bias" in n for n in report.notes)
+    assert any("Dropout" in n and "inference form" in n for n in report.notes)

@@ -346,3 +346,31 @@ def test_unknown_arguments_and_rows_are_named():
     rows = training.mapping_rows()
     assert {kind for kind, _, _ in rows} == {"optimizer", "schedule", "loss", "clip"}
     assert all("→" in row for _, _, row in rows)
+
+
+def test_batchnorm_running_variance_as_torch_keeps_it():
+    """Paddle's BatchNorm puts the biased batch variance into its running variance, torch the
+    unbiased one: at 8 values per channel they part by 8/7 of the update. The helper's hooks
+    make Paddle's follow torch's; without them the same steps differ."""
+    import paddle
+    import torch
+
+    from bridge.training_helpers import torch_running_variance
+
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((8, 3)).astype("float32") * (i + 1) for i in range(4)]
+    ref = torch.nn.BatchNorm1d(3).train()
+    for x in batches:
+        ref(torch.from_numpy(x))
+    results = {}
+    for hooked in (False, True):
+        layer = paddle.nn.BatchNorm(num_channels=3, momentum=0.9, is_test=True)
+        layer.train()
+        handles = torch_running_variance(layer) if hooked else []
+        for x in batches:
+            layer(paddle.to_tensor(x, stop_gradient=False)).sum().backward()  # autograd untroubled
+        results[hooked] = (layer._mean.numpy(), layer._variance.numpy())
+        assert len(handles) == (2 if hooked else 0)
+    np.testing.assert_allclose(results[True][0], ref.running_mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(results[True][1], ref.running_var.numpy(), rtol=1e-5)
+    assert np.abs(results[False][1] - ref.running_var.numpy()).max() > 1e-2
