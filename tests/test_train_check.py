@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bridge.errors import BridgeError
@@ -267,3 +268,21 @@ def test_transformer_encoder_adamw_warmup_label_smoothing(zoo_work):
     # the key part of in_proj_bias gets no gradient (softmax ignores a per-query constant)
     assert any("float32 noise" in n and "in_proj_bias" in n for n in report.notes)
     assert any("Dropout" in n and "inference form" in n for n in report.notes)
+
+
+def test_train_example_trains_batchnorm_as_torch(zoo_work, tmp_path):
+    """The generated script for a model with BatchNorm embeds torch_running_variance and runs."""
+    work = zoo_work("resnet_cnn")
+    code = write_train_example(work, TrainConfig(loss="CrossEntropyLoss")).read_text()
+    assert "def torch_running_variance(" in code and "    torch_running_variance(model)" in code
+    env = {**os.environ, "GLOG_minloglevel": "2"}
+    proc = subprocess.run([sys.executable, str(work / "paddle" / "train_example.py"), "--steps", "2", "--batch-size", "4",
+                           "--save", str(tmp_path / "trained.pdparams")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import paddle
+
+    trained = paddle.load(str(tmp_path / "trained.pdparams"))
+    before = paddle.load(str(work / "paddle" / "model.pdparams"))
+    # the running statistics moved: the BatchNorms trained
+    assert not np.array_equal(np.asarray(trained["batchnorm0._variance"]), np.asarray(before["batchnorm0._variance"]))
