@@ -217,12 +217,23 @@ def profile_ort(work: Path, threads: int, runs: int, warmup: int, batch: int = 1
 
 # --- the coordinator: both runtimes of one model ------------------------------------------
 
+def _saved_settings(work: Path) -> dict | None:
+    """What ``bridge convert`` chose for Paddle Inference (``paddle/inference_config.json``)."""
+    try:
+        saved = json.loads((work / "paddle" / "inference_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {"chosen": saved.get("chosen"), "delete_passes": saved.get("delete_passes"),
+            "math_threads": (saved.get("cpu") or {}).get("math_threads")}
+
+
 def profile_model(work: Path, label: str, threads: int, runs: int, warmup: int, log: Path) -> dict:
     """Both runtimes' profiles of ``work`` at batch 1, each in a child process; a runtime that
     fails is an ``errors`` entry, not an exception."""
     from bridge.bench import run_child, thread_env
 
-    result: dict = {"model": label, "batch": 1, "threads": threads, "profiles": {}, "errors": {}}
+    result: dict = {"model": label, "batch": 1, "threads": threads, "profiles": {}, "errors": {},
+                    "bridge_settings": _saved_settings(work)}
     with tempfile.TemporaryDirectory(prefix="bridge-profile-") as scratch:
         for runtime in RUNTIMES:
             path = Path(scratch) / f"{runtime}.json"

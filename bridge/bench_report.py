@@ -303,17 +303,19 @@ def _profile(section: dict, inference: dict) -> list[str]:
         lines += ["", f"This table came from `{run['command']}` at {run['finished']} (load average "
                       f"{run['load_average']['start']:.2f} at start, {run['load_average']['end']:.2f} at end), "
                       "not from the run in the header."]
-    lines += ["", "| model | Paddle Inference, ms | kernels | in kernels | outside kernels | ONNX Runtime, ms "
-                  "| kernels | Paddle / ORT | largest op type: cause | per-op cost explains |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for t in tables:
+    lines += ["", "| model | bridge config | Paddle Inference, ms | kernels | in kernels | outside kernels "
+                  "| ONNX Runtime, ms | kernels | Paddle / ORT | largest op type: cause | per-op cost explains |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t, row in zip(tables, section["rows"]):
         p, o = t.get("paddle"), t.get("onnxruntime")
+        settings = row.get("bridge_settings")
+        config = _bridge_config({"bridge_settings": settings}) if settings else "-"
         if not p:
-            lines.append(f"| {t['model']} | {t['error']} |" + " |" * 8)
+            lines.append(f"| {t['model']} | {config} | {t['error']} |" + " |" * 8)
             continue
         share = (lambda x: f"{_ms(x)} ({100 * x / p['seconds']:.0f}%)") if p["seconds"] else _ms
         lines.append(
-            f"| {t['model']} | {_ms(p['seconds'])} (profiled {_ms(p['profiled_seconds'])}) | {p['kernels']:.0f} | "
+            f"| {t['model']} | {config} | {_ms(p['seconds'])} (profiled {_ms(p['profiled_seconds'])}) | {p['kernels']:.0f} | "
             f"{share(p['in_kernels_seconds'])} | {share(p['outside_seconds'])} | "
             + (f"{_ms(o['seconds'])} (profiled {_ms(o['profiled_seconds'])}) | {o['kernels']:.0f} | "
                f"{_x(p['seconds'] / o['seconds']) if o['seconds'] else '-'} |" if o
@@ -338,7 +340,9 @@ def _bridge_config(row: dict) -> str:
     if not settings:
         return "fixed (oneDNN)"
     deleted = ", ".join(f"−{p}" for p in settings.get("delete_passes") or [])
-    return f"{settings.get('chosen')}{' (' + deleted + ')' if deleted else ''}"
+    threads = settings.get("math_threads") or (settings.get("cpu") or {}).get("math_threads")
+    return (f"{settings.get('chosen')}{' (' + deleted + ')' if deleted else ''}"
+            + (f", chosen at {threads} threads" if threads else ""))
 
 
 def _pipeline(section: dict) -> list[str]:

@@ -89,8 +89,10 @@ def shared_rows(work: Path, label: str, args, log: Path) -> list[dict]:
 
 
 def convert(source: str, work: Path, log: Path) -> tuple[bench.ChildRun, str | None]:
-    """``bridge convert`` in a child: the bench process itself never imports torch or Paddle."""
-    child = bench.run_child(BRIDGE + ["convert", source, "--out", str(work)], log=log, cwd=ROOT)
+    """``bridge convert --threads THREADS`` in a child (the bench process itself never imports
+    torch or Paddle): the inference settings are chosen at the thread count they are timed at."""
+    child = bench.run_child(BRIDGE + ["convert", source, "--out", str(work), "--threads", str(THREADS)],
+                            log=log, cwd=ROOT)
     return child, None if child.ok else child.first_error_line()
 
 

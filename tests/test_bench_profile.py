@@ -64,7 +64,8 @@ def test_profile_of_a_converted_model_has_its_op_types_and_times_within_the_call
     section = {"rows": [result], "runs": 10, "warmup": 1, "threads": 1,
                "methods": {"paddle_inference": bench_profile.PADDLE_METHOD, "onnxruntime": bench_profile.ORT_METHOD}}
     text = "\n".join(_profile(section, {}))
-    assert "| profiled |" in text and "`" + by_kind["sigmoid"]["op_type"] + "`" in text
+    assert f"| profiled | {result['bridge_settings']['chosen']} " in text  # the config profiled
+    assert "`" + by_kind["sigmoid"]["op_type"] + "`" in text
 
 
 def test_trace_parsers_count_kernels_per_call_and_skip_ort_warmup():
