@@ -375,18 +375,26 @@ _gather_before: Callable | None = None
 
 
 def _map_gather(self, node) -> None:
-    """Gather on axis 0 of a graph input (or computed tensor X2Paddle's decoder holds as a data
-    node without a weight) with indices of rank != 1: ``gather_nd(x, unsqueeze(indices, -1))``
-    (ONNX's output, ``indices.shape + x.shape[1:]``); every other form as X2Paddle maps it."""
+    """Gather on axis 0 with indices of rank != 1, ``gather_nd(x, unsqueeze(indices, -1))``
+    (ONNX's output, ``indices.shape + x.shape[1:]``), where X2Paddle gets it wrong: data that is
+    a graph input (or a computed tensor X2Paddle's decoder holds as a data node without a
+    weight), or constant indices of shape ``[1, ...]`` (BERT's position ids, ``[1, seq]``, over
+    the position-embedding weight), which its ``len(indices_values) == 1`` test takes for a
+    single index and hands to ``paddle.gather`` whole ("The last dim of index should be 0 or 1
+    when it is 2D, but we get 16"). Every other form as X2Paddle maps it."""
     from x2paddle.decoder.onnx_decoder import ONNXGraphDataNode
+    from x2paddle.op_mapper.onnx2paddle.opset_legacy import _const_weight_or_none
 
     val_x = self.graph.get_input_node(node, idx=0, copy=True)
     indices = self.graph.get_input_node(node, idx=1, copy=True)
     axis = node.get_attr("axis", 0)
     x_rank = len((val_x.out_shapes or [[]])[0] or [])
     indices_shape = (indices.out_shapes or [None])[0]
-    if (isinstance(val_x, ONNXGraphDataNode) and getattr(val_x, "weight", None) is None
-            and axis in (0, -x_rank) and indices_shape is not None and len(indices_shape) != 1):
+    constant = _const_weight_or_none(indices)
+    one_row = constant is not None and np.ndim(constant) >= 2 and len(constant) == 1
+    input_table = isinstance(val_x, ONNXGraphDataNode) and getattr(val_x, "weight", None) is None
+    if ((input_table or one_row) and axis in (0, -x_rank)
+            and indices_shape is not None and len(indices_shape) != 1):
         index = node.name + "_gather_index"
         self.paddle_graph.add_layer("paddle.unsqueeze", inputs={"x": indices.name}, outputs=[index], axis=-1)
         self.paddle_graph.add_layer("paddle.gather_nd", inputs={"x": val_x.name, "index": index},

@@ -335,3 +335,28 @@ def test_gather_on_input_table_fails_without_the_fix(tmp_path):
 
 def test_gathers_match_onnx_runtime(tmp_path):
     _assert_matches(parse_model(GATHERS), _gather_feeds(), tmp_path)
+
+
+# Constant indices of shape [1, 3] over a weight: BERT's position embeddings once the
+# embedding table stays a parameter (X2Paddle's len(indices) == 1 test takes them for one index).
+ONE_ROW = """
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 3, 4] x) => (float[N, 3, 4] y)
+  <float[10, 4] table = {0.0, 0.1, 0.2, 0.3, 1.0, 1.1, 1.2, 1.3, 2.0, 2.1, 2.2, 2.3, 3.0, 3.1, 3.2, 3.3,
+                         4.0, 4.1, 4.2, 4.3, 5.0, 5.1, 5.2, 5.3, 6.0, 6.1, 6.2, 6.3, 7.0, 7.1, 7.2, 7.3,
+                         8.0, 8.1, 8.2, 8.3, 9.0, 9.1, 9.2, 9.3},
+   int64[1, 3] positions = {7, 0, 3}> {
+    rows = Gather <axis = 0> (table, positions)
+    y = Add (x, rows)
+}
+"""
+
+
+def test_gather_one_row_constant_indices_fails_without_the_fix(tmp_path):
+    proc, out = _without(parse_model(ONE_ROW), tmp_path, "gather_input_table")
+    assert "FAILED" in proc.stdout, out[-3000:]
+    assert "The last dim of index should be 0 or 1 when it is 2D" in out
+
+
+def test_gather_one_row_constant_indices_match_onnx_runtime(tmp_path):
+    _assert_matches(parse_model(ONE_ROW), {"x": _x(2, 3, 4)}, tmp_path)
