@@ -155,6 +155,12 @@ def set_train_modes(module, model, wmap: dict[str, Any], batchnorm: str) -> tupl
             pairs[name] = (layer, torch_name)
             layer.train()
             source.train()
+    for name, layer in model.named_sublayers():
+        # Paddle's fused rnn op keeps what its backward needs only in train mode ("Tensor holds
+        # no memory" at backward otherwise); X2Paddle writes them with dropout 0, so train mode
+        # computes what eval mode does
+        if type(layer).__name__ in ("LSTM", "GRU", "SimpleRNN") and not getattr(layer, "dropout", 0):
+            layer.train()
     trained_torch = {torch_name for _, torch_name in pairs.values()}
     frozen = [n for n in train_mode_layers(list(module.named_modules())) if n.split(" ")[0] not in trained_torch]
     frozen_bn = [n for n in frozen if "Norm" in n]
@@ -172,6 +178,22 @@ def set_train_modes(module, model, wmap: dict[str, Any], batchnorm: str) -> tupl
     if not frozen:
         notes.append("no layer ran in inference form" + ("" if pairs else ": none behaves differently in train mode"))
     return pairs, notes
+
+
+def padding_rows(module, trained: dict[str, tuple[Any, dict]]) -> dict[str, int]:
+    """``{Paddle parameter: row}`` for the tables of torch ``nn.Embedding``s with a
+    ``padding_idx`` (torch never updates that row), mapped as they are (identity)."""
+    import torch
+
+    modules = dict(module.named_modules())
+    rows = {}
+    for name, (_, entry) in trained.items():
+        owner, _, leaf = entry["torch_key"].rpartition(".")
+        layer = modules.get(owner)
+        if (leaf == "weight" and isinstance(layer, torch.nn.Embedding) and layer.padding_idx is not None
+                and entry["transform"] == "identity"):
+            rows[name] = layer.padding_idx % layer.num_embeddings
+    return rows
 
 
 def run_train_check(work: Path, config: TrainConfig) -> TrainCheckReport:
@@ -261,6 +283,10 @@ def _run(work: Path, config: TrainConfig) -> TrainCheckReport:
 
     torch_params = dict(module.named_parameters())
     trained, skipped = plan_parameters(model, {k for k, p in torch_params.items() if p.requires_grad}, wmap)
+    padding = padding_rows(module, trained)
+    if padding:
+        training_helpers.torch_padding_rows(model, padding)
+        notes.append(f"embedding padding rows kept out of training as torch's padding_idx keeps them: {padding}")
     covered = {entry["torch_key"] for _, entry in trained.values()}
     # running statistics of the BatchNorm layers that train: compared after every step
     buffers = {f"{layer}.{attr}": (getattr(bn, attr), wmap["params"][f"{layer}.{attr}"])

@@ -53,6 +53,8 @@ TARGET_KIND = {target_kind!r}  # synthetic targets: binary 0/1 floats, class ind
 FROZEN = {frozen!r}
 # Parameters without weight decay (torch: {no_decay_patterns!r}).
 NO_DECAY = {no_decay!r}
+# Embedding tables and the row torch's nn.Embedding(padding_idx=...) never updates.
+PADDING_ROWS = {padding!r}
 
 
 {helpers}
@@ -64,7 +66,9 @@ class SyntheticDataset(paddle.io.Dataset):
 
     def __init__(self, size, target_shape, seed=0):
         rng = np.random.default_rng(seed)
-        self.inputs = [rng.standard_normal((size, *shape)).astype(dtype) for _, shape, dtype in INPUTS]
+        # integer inputs (token ids, indices) in [0, 10), as bridge's validation feeds them
+        self.inputs = [rng.integers(0, 10, (size, *shape)).astype(dtype) if dtype.startswith(("int", "uint"))
+                       else rng.standard_normal((size, *shape)).astype(dtype) for _, shape, dtype in INPUTS]
         self.targets = synthetic_target(TARGET_KIND, (size, *target_shape), rng)
 
     def __getitem__(self, index):
@@ -160,7 +164,7 @@ def write_train_example(work: Path, config: TrainConfig | None = None) -> Path:
     sched = training.paddle_schedule(config.schedule, config.schedule_kwargs, opt.lr) if config.schedule else None
     clip = training.clip_grad_norm(config.clip_grad_norm) if config.clip_grad_norm else None
     loss = training.paddle_loss(config.loss, config.loss_kwargs)
-    frozen, no_decay = _parameter_lists(work, manifest, config)
+    frozen, no_decay, padding = _parameter_lists(work, manifest, config)
 
     outputs = manifest.data["output_names"]
     output_index = outputs.index(config.output) if config.output else 0
@@ -168,7 +172,8 @@ def write_train_example(work: Path, config: TrainConfig | None = None) -> Path:
     inputs = [(paddle_inputs[s["name"]], list(s["shape"][1:]), s["dtype"]) for s in manifest.data["inputs"]
               if s["name"] in paddle_inputs]  # X2Paddle drops graph inputs its code never reads
     has_batchnorm = "BatchNorm" in (work / PADDLE_DIR / "x2paddle_code.py").read_text()
-    helpers = ("synthetic_target",) + opt.helpers + loss.helpers + (("torch_running_variance",) if has_batchnorm else ())
+    helpers = ("synthetic_target",) + opt.helpers + loss.helpers + (("torch_running_variance",) if has_batchnorm else ()) \
+        + (("torch_padding_rows",) if padding else ())
     step_args = "float(loss)" if config.schedule in training.METRIC_SCHEDULES else ""
     text = TEMPLATE.format(
         torch_optimizer=torch_call_text(config.optimizer, config.optimizer_kwargs),
@@ -187,27 +192,29 @@ def write_train_example(work: Path, config: TrainConfig | None = None) -> Path:
         loss=loss.code(),
         schedule_step=f"            scheduler.step({step_args})" if sched is not None else "",
         batchnorm_setup=("    torch_running_variance(model)  # BatchNorm running variance updated as torch does\n"
-                         if has_batchnorm else ""),
+                         if has_batchnorm else "")
+        + ("    torch_padding_rows(model, PADDING_ROWS)  # torch's padding_idx rows never train\n" if padding else ""),
+        padding=padding,
     )
     path = work / PADDLE_DIR / EXAMPLE_FILE
     write_text_atomic(path, text)
     return path
 
 
-def _parameter_lists(work: Path, manifest, config: TrainConfig) -> tuple[list[str], list[str]]:
-    """(frozen Paddle parameter names, Paddle parameters without weight decay), planned as the
-    train check plans them. Without a weights map (an ONNX source) only integer parameters
-    are frozen, by the script itself."""
+def _parameter_lists(work: Path, manifest, config: TrainConfig) -> tuple[list[str], list[str], dict[str, int]]:
+    """(frozen Paddle parameter names, Paddle parameters without weight decay, embedding
+    padding rows), planned as the train check plans them. Without a weights map (an ONNX
+    source) only integer parameters are frozen, by the script itself."""
     import paddle
 
     from bridge.pipeline import _torch_module
     from bridge.runners import load_generated_module
-    from bridge.train_check import plan_parameters
+    from bridge.train_check import padding_rows, plan_parameters
     from bridge.weights_map import MAP_FILE, read_map
     from bridge.workdir import PADDLE_DIR
 
     if not (work / PADDLE_DIR / MAP_FILE).exists():
-        return [], []
+        return [], [], {}
     wmap = read_map(work / PADDLE_DIR)
     module = _torch_module(work, manifest)
     trainable = None if module is None else {k for k, p in module.named_parameters() if p.requires_grad}
@@ -216,7 +223,8 @@ def _parameter_lists(work: Path, manifest, config: TrainConfig) -> tuple[list[st
     trained, frozen = plan_parameters(model, trainable, wmap)
     no_decay = [name for name, (_, entry) in trained.items()
                 if any(fnmatch.fnmatchcase(entry["torch_key"], p) for p in config.no_weight_decay)]
-    return [f["name"] for f in frozen], no_decay
+    padding = {} if module is None else padding_rows(module, trained)
+    return [f["name"] for f in frozen], no_decay, padding
 
 
 def _mode_note(work: Path) -> str:

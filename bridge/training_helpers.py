@@ -131,6 +131,25 @@ def torch_running_variance(model):
     return handles
 
 
+def torch_padding_rows(model, rows):
+    """Keep the rows torch's ``nn.Embedding(padding_idx=i)`` never updates out of training:
+    ``rows`` maps a Paddle parameter name to its padding row. X2Paddle's graph has only the
+    table (no padding_idx), and Paddle's own ``padding_idx`` would also zero that row in the
+    forward, which torch does not do; a gradient hook zeroes the row's gradient instead.
+    Returns the hook handles."""
+    import paddle
+
+    params = dict(model.named_parameters())
+    handles = []
+    for name, row in rows.items():
+        param = params[name]
+        mask = np.ones([param.shape[0]] + [1] * (len(param.shape) - 1), dtype="float32")
+        mask[row] = 0.0
+        mask = paddle.to_tensor(mask).astype(param.dtype)
+        handles.append(param.register_hook(lambda grad, mask=mask: grad * mask))
+    return handles
+
+
 def helper_source(names: tuple[str, ...]) -> str:
     """The source of the functions ``names``, to embed in generated code."""
     return "\n\n".join(inspect.getsource(globals()[n]) for n in names)

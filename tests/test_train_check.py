@@ -286,3 +286,51 @@ def test_train_example_trains_batchnorm_as_torch(zoo_work, tmp_path):
     before = paddle.load(str(work / "paddle" / "model.pdparams"))
     # the running statistics moved: the BatchNorms trained
     assert not np.array_equal(np.asarray(trained["batchnorm0._variance"]), np.asarray(before["batchnorm0._variance"]))
+
+
+def test_lstm_text_trains_through_paddles_rnn_op(zoo_work):
+    """Paddle's fused rnn op has no backward in eval mode ("Tensor holds no memory"): its LSTM
+    layers train in train mode, which X2Paddle's dropout-free layers compute as eval."""
+    report = run_train_check(zoo_work("lstm_text"), TrainConfig(
+        optimizer="RMSprop", optimizer_kwargs={"lr": 1e-3}, schedule="StepLR", schedule_kwargs={"step_size": 2},
+        loss="CrossEntropyLoss", steps=4))
+    _within_issue_limits(report)
+    assert {"lstm.weight_ih_l0", "lstm.weight_hh_l1"} <= {d.torch_key for d in report.gradients}
+
+
+EMBEDDING_MODEL = '''
+import torch, torch.nn as nn
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(10, 6, padding_idx=0)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, ids):
+        return self.fc(self.embedding(ids).mean(dim=1))
+
+def build():
+    torch.manual_seed(0)
+    return Tagger().eval(), (torch.randint(0, 10, (2, 5)),)
+'''
+
+
+def test_embedding_padding_row_does_not_train(tmp_path, monkeypatch):
+    """torch's nn.Embedding(padding_idx=0) never updates row 0; X2Paddle's table has no
+    padding_idx. The check keeps the row out (a gradient hook), and without the hook it fails
+    on the table's gradient. The ids feed [0, 10), so row 0 is looked up."""
+    from bridge import pipeline, train_check
+
+    (tmp_path / "tagger.py").write_text(EMBEDDING_MODEL)
+    work = tmp_path / "w"
+    pipeline.convert(f"{tmp_path / 'tagger.py'}:build", work, echo=lambda line: None)
+    config = TrainConfig(optimizer="SGD", optimizer_kwargs={"lr": 0.1}, schedule=None, schedule_kwargs={},
+                         loss="CrossEntropyLoss", steps=3)
+    report = run_train_check(work, config)
+    assert report.passed, report.summary()
+    assert any("padding rows kept out of training" in n and ": 0}" in n for n in report.notes)
+    monkeypatch.setattr(train_check.training_helpers, "torch_padding_rows", lambda model, rows: [])
+    report = run_train_check(work, config)
+    assert not report.passed and report.failure.what == "gradient of"
+    assert "torch embedding.weight" in report.failure.name
