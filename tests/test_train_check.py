@@ -334,3 +334,44 @@ def test_embedding_padding_row_does_not_train(tmp_path, monkeypatch):
     report = run_train_check(work, config)
     assert not report.passed and report.failure.what == "gradient of"
     assert "torch embedding.weight" in report.failure.name
+
+
+CONV_BN_MODEL = '''
+import torch, torch.nn as nn
+
+class ConvBN(nn.Module):
+    """A conv with a bias right before a BatchNorm: in train mode the BatchNorm takes the mean
+    out, so the loss does not depend on the conv bias (its gradient is rounding noise)."""
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, bias=True), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x):
+        return self.body(x)
+
+def build():
+    torch.manual_seed(0)
+    return ConvBN().eval(), (torch.randn(2, 3, 12, 12),)
+'''
+
+
+def test_noise_gradients_are_zeroed_in_both_under_adam(tmp_path, monkeypatch):
+    """Adam turns the conv bias's noise gradient into updates of about +-lr that differ between
+    frameworks, and the BatchNorm's running mean follows the bias. With the float64 reference
+    the bias is found to be noise, zeroed in both, and the check passes; without it, it fails."""
+    from bridge import pipeline, train_check
+
+    (tmp_path / "convbn.py").write_text(CONV_BN_MODEL)
+    work = tmp_path / "w"
+    pipeline.convert(f"{tmp_path / 'convbn.py'}:build", work, echo=lambda line: None)
+    config = TrainConfig(optimizer="Adam", optimizer_kwargs={"lr": 0.01}, schedule=None, schedule_kwargs={},
+                         loss="CrossEntropyLoss", steps=5)
+    report = run_train_check(work, config)
+    assert report.passed, report.summary()
+    noise = [s for s in report.skipped if s["reason"].startswith(train_check.NOISE_REASON)]
+    assert [s["name"] for s in noise] == ["conv0.bias"], report.skipped
+    monkeypatch.setattr(train_check, "_noise_masks", lambda *args: {})
+    report = run_train_check(work, config)
+    assert not report.passed, report.summary()
+    print(f"\nwithout the noise masks: {report.summary()}")
