@@ -298,6 +298,16 @@ def test_lstm_text_trains_through_paddles_rnn_op(zoo_work):
     assert {"lstm.weight_ih_l0", "lstm.weight_hh_l1"} <= {d.torch_key for d in report.gradients}
 
 
+def _convert_source(tmp_path, name: str, source: str) -> Path:
+    """Write ``source`` to ``name.py`` and convert its ``build`` into ``tmp_path/w``."""
+    from bridge import pipeline
+
+    (tmp_path / f"{name}.py").write_text(source)
+    work = tmp_path / "w"
+    pipeline.convert(f"{tmp_path / name}.py:build", work, echo=lambda line: None)
+    return work
+
+
 EMBEDDING_MODEL = '''
 import torch, torch.nn as nn
 
@@ -320,11 +330,9 @@ def test_embedding_padding_row_does_not_train(tmp_path, monkeypatch):
     """torch's nn.Embedding(padding_idx=0) never updates row 0; X2Paddle's table has no
     padding_idx. The check keeps the row out (a gradient hook), and without the hook it fails
     on the table's gradient. The ids feed [0, 10), so row 0 is looked up."""
-    from bridge import pipeline, train_check
+    from bridge import train_check
 
-    (tmp_path / "tagger.py").write_text(EMBEDDING_MODEL)
-    work = tmp_path / "w"
-    pipeline.convert(f"{tmp_path / 'tagger.py'}:build", work, echo=lambda line: None)
+    work = _convert_source(tmp_path, "tagger", EMBEDDING_MODEL)
     config = TrainConfig(optimizer="SGD", optimizer_kwargs={"lr": 0.1}, schedule=None, schedule_kwargs={},
                          loss="CrossEntropyLoss", steps=3)
     report = run_train_check(work, config)
@@ -360,11 +368,9 @@ def test_noise_gradients_are_zeroed_in_both_under_adam(tmp_path, monkeypatch):
     """Adam turns the conv bias's noise gradient into updates of about +-lr that differ between
     frameworks, and the BatchNorm's running mean follows the bias. With the float64 reference
     the bias is found to be noise, zeroed in both, and the check passes; without it, it fails."""
-    from bridge import pipeline, train_check
+    from bridge import train_check
 
-    (tmp_path / "convbn.py").write_text(CONV_BN_MODEL)
-    work = tmp_path / "w"
-    pipeline.convert(f"{tmp_path / 'convbn.py'}:build", work, echo=lambda line: None)
+    work = _convert_source(tmp_path, "convbn", CONV_BN_MODEL)
     config = TrainConfig(optimizer="Adam", optimizer_kwargs={"lr": 0.01}, schedule=None, schedule_kwargs={},
                          loss="CrossEntropyLoss", steps=5)
     report = run_train_check(work, config)
