@@ -163,7 +163,7 @@ def test_save_onnx_streams_and_aligns(tmp_path):
 def test_lift_and_restore_round_trip(tmp_path):
     model = load_onnx(write_external_model(tmp_path / "src"), weights=False)
     declared = {i.name for i in model.graph.input}
-    lifted = simplify_stage.lift_external_initializers(model)
+    lifted = simplify_stage.lift_initializers(model)
     assert set(lifted) == {"W", "B", "shape"}
     assert not any(uses_external_data(t) for t in model.graph.initializer)
     assert {i.name for i in model.graph.input} == {"x", "W", "B", "shape"}

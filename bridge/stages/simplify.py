@@ -60,7 +60,7 @@ def _input_reached_outputs(model) -> set[str]:
     return {o.name for o in graph.output if o.name in reached}
 
 
-def lift_external_initializers(model, names: frozenset[str] = frozenset()) -> dict:
+def lift_initializers(model, names: frozenset[str] = frozenset()) -> dict:
     """Turn the initializers whose data is in an external file, and those in ``names``, into
     graph inputs of the same type and shape, in place; returns them by name (data still on
     disk for the external ones).
@@ -89,7 +89,7 @@ def lift_external_initializers(model, names: frozenset[str] = frozenset()) -> di
 
 
 def restore_lifted(model, lifted: dict, declared_inputs: set[str]) -> None:
-    """Undo ``lift_external_initializers`` on onnxsim's output: the lifted inputs become
+    """Undo ``lift_initializers`` on onnxsim's output: the lifted inputs become
     initializers again (those still read by a node or an output)."""
     used = {name for node in _all_nodes(model.graph) for name in node.input} | {o.name for o in model.graph.output}
     inputs = [i for i in model.graph.input if i.name not in lifted or i.name in declared_inputs]
@@ -119,7 +119,7 @@ def run(onnx_in: Path, onnx_out: Path, torch_keys: frozenset[str] = frozenset())
     external = has_external_data(model)
     declared = {i.name for i in model.graph.input}
     weight_bytes = external_data_bytes(model) if external else 0
-    lifted = lift_external_initializers(model, torch_keys)
+    lifted = lift_initializers(model, torch_keys)
     result_model, error = simplify_model(model, keep_distinct=bool(torch_keys))
     restore_lifted(result_model, lifted, declared)
     notes = []
