@@ -356,6 +356,7 @@ def _run(work: Path, config: TrainConfig) -> TrainCheckReport:
         if step == 1:
             t_grads = {k: None if p.grad is None else p.grad.detach().numpy().copy() for k, p in torch_params.items()}
             grads64 = _float64_grads(reference64, specs, inputs, target, output_index, t_loss_fn, notes)
+            reference64 = None  # needed at step 1 only: not held (at twice the model's size) for the rest
             noise_masks = _noise_masks(trained, t_grads, grads64)
             gradients, skipped_grads = _compare_gradients(trained, t_grads, noise_masks)
             skipped += skipped_grads
@@ -467,7 +468,8 @@ def _zero_noise(masks, trained, torch_params) -> None:
     for name, (mask, torch_mask) in masks.items():
         param, entry = trained[name]
         if param.grad is not None:
-            param.grad.set_value(np.where(mask, 0, param.grad.numpy()).astype(param.grad.numpy().dtype))
+            grad = param.grad.numpy()
+            param.grad.set_value(np.where(mask, 0, grad).astype(grad.dtype))
         t_param = torch_params[entry["torch_key"]]
         if t_param.grad is not None:
             with torch.no_grad():
